@@ -1,0 +1,31 @@
+"""st-pooling: research-grade pooling layers for sentence-transformers, and the tools to prove which is best."""
+
+from st_pooling.loading import load_model, register_module_classes
+from st_pooling.models import build_model, resolve_base
+from st_pooling.modules import (
+    POOLINGS,
+    CLSPooling,
+    GeMPooling,
+    GroupGeMPooling,
+    LastTokenPooling,
+    LatentAttentionPooling,
+    MaxPooling,
+    MeanPooling,
+    MultiLayerTrainablePooling,
+    NVEmbedPooling,
+    PoolingModule,
+    WeightedMeanPooling,
+    WeightedSumPooling,
+    create_pooling,
+)
+
+__version__ = "0.1.0"
+
+register_module_classes(*POOLINGS.values())
+
+__all__ = [
+    "build_model", "load_model", "resolve_base", "create_pooling", "POOLINGS", "PoolingModule",
+    "MeanPooling", "MaxPooling", "CLSPooling", "LastTokenPooling", "WeightedMeanPooling",
+    "WeightedSumPooling", "GeMPooling", "GroupGeMPooling",
+    "LatentAttentionPooling", "NVEmbedPooling", "MultiLayerTrainablePooling",
+]

@@ -1,0 +1,154 @@
+"""What every st-pooling module shares: reading the features dict, saving, loading, checking dimensions."""
+
+from __future__ import annotations
+
+import os
+from abc import abstractmethod
+from typing import Any, ClassVar
+
+import torch
+from safetensors.torch import save_model as save_safetensors_model
+from sentence_transformers.base.modules.module import Module
+from torch import Tensor
+
+from st_pooling import functional as F
+
+
+def read_token_states(features: dict[str, Any]) -> tuple[Tensor, Tensor]:
+    """The last layer's token states and their mask, always in the padded layout.
+
+    Returns ``(states, mask)``: ``(batch, seq, dim)`` and ``(batch, seq)``. Handles the flattened layout that
+    sentence-transformers produces under flash-attention unpadding (``cu_seq_lens_q`` present).
+    """
+    states = features["token_embeddings"]
+    if "cu_seq_lens_q" in features:
+        return F.unflatten(states, features["cu_seq_lens_q"])
+    mask = features.get("attention_mask")
+    if mask is None or mask.shape != states.shape[:2]:
+        mask = torch.ones(states.shape[:2], dtype=torch.int64, device=states.device)
+    return states, mask
+
+
+def read_layer_states(features: dict[str, Any], module_name: str) -> tuple[list[Tensor], Tensor]:
+    """Every hidden layer's token states (embedding output first) and the mask, in the padded layout.
+
+    Returns ``(layers, mask)``: a list of ``num_layers + 1`` tensors ``(batch, seq, dim)`` and ``(batch, seq)``.
+    """
+    layers = features.get("all_layer_embeddings")
+    if layers is None:
+        raise ValueError(
+            f"{module_name} pools over every hidden layer, but the Transformer did not output hidden states. "
+            "Build the model with st_pooling.build_model(...), or create the Transformer with "
+            "config_kwargs={'output_hidden_states': True}."
+        )
+    if "cu_seq_lens_q" in features:
+        unflattened = [F.unflatten(layer, features["cu_seq_lens_q"]) for layer in layers]
+        return [states for states, _ in unflattened], unflattened[0][1]
+    _, mask = read_token_states(features)
+    return list(layers), mask
+
+
+class PoolingModule(Module):
+    """Base of every pooling: reads token states from ``features``, writes ``features["sentence_embedding"]``.
+
+    Subclasses implement :meth:`pool`. Weights, if any, are saved as ``model.safetensors`` (never pickle) next
+    to ``config.json``, which holds :attr:`config_keys`.
+    """
+
+    name: ClassVar[str] = ""
+    """The short name the registry knows this pooling by."""
+    needs_layers: ClassVar[bool] = False
+    """Whether the module reads ``all_layer_embeddings`` (the Transformer must output hidden states)."""
+    learnable: ClassVar[bool] = False
+    """Whether the module has trainable parameters (saved to ``model.safetensors``)."""
+    config_keys: list[str] = ["embedding_dimension"]
+
+    def __init__(self, embedding_dimension: int) -> None:
+        super().__init__()
+        if not isinstance(embedding_dimension, int) or embedding_dimension <= 0:
+            raise ValueError(f"embedding_dimension must be a positive int, got {embedding_dimension!r}")
+        self.embedding_dimension = embedding_dimension
+
+    def forward(self, features: dict[str, Any], **kwargs) -> dict[str, Any]:
+        features["sentence_embedding"] = self.pool_features(features)
+        return features
+
+    def pool_features(self, features: dict[str, Any]) -> Tensor:
+        """The sentence embeddings (batch, dim) for a features dict; override to read more than the last layer."""
+        states, mask = read_token_states(features)
+        return self.pool(states, mask)
+
+    @abstractmethod
+    def pool(self, states: Tensor, mask: Tensor) -> Tensor:
+        """(batch, seq, dim) token states and (batch, seq) mask -> (batch, dim) sentence embeddings."""
+
+    def get_embedding_dimension(self) -> int:
+        return self.embedding_dimension
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def save(self, output_path: str, *args, safe_serialization: bool = True, **kwargs) -> None:
+        os.makedirs(output_path, exist_ok=True)
+        self.save_config(output_path)
+        if self.learnable:
+            save_safetensors_model(self, os.path.join(output_path, "model.safetensors"))
+
+    @classmethod
+    def load(cls, model_name_or_path: str, subfolder: str = "", token=None, cache_folder=None, revision=None,
+             local_files_only: bool = False, **kwargs):
+        hub_kwargs = dict(subfolder=subfolder, token=token, cache_folder=cache_folder, revision=revision,
+                          local_files_only=local_files_only)
+        config = cls.load_config(model_name_or_path, **hub_kwargs)
+        module = cls(**config)
+        if module.learnable:
+            try:
+                cls.load_torch_weights(model_name_or_path, model=module, **hub_kwargs)
+            except RuntimeError as error:
+                raise ValueError(
+                    f"The weights saved for {cls.__name__} in {os.path.join(model_name_or_path, subfolder)} do not "
+                    f"fit its config.json {config}: {error}"
+                ) from None
+        return module
+
+    def on_model_ready(self, model) -> None:
+        """Refuse, with a clear message, a pooling whose dimension differs from the module that feeds it."""
+        modules = list(model)
+        position = next(i for i, module in enumerate(modules) if module is self)
+        if position == 0:
+            return
+        upstream = modules[position - 1]
+        get_dim = getattr(upstream, "get_embedding_dimension", None)
+        upstream_dim = get_dim() if get_dim is not None else None
+        if upstream_dim is not None and upstream_dim != self.embedding_dimension:
+            raise ValueError(
+                f"{type(self).__name__} was built for {self.embedding_dimension}-dimensional token states, but "
+                f"{type(upstream).__name__} produces {upstream_dim}-dimensional ones. A pooling head saved for one "
+                "base model cannot sit on another: rebuild it with st_pooling.build_model(base, pooling)."
+            )
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{key}={getattr(self, key)!r}" for key in self.config_keys)
+
+    def __repr__(self) -> str:
+        return torch.nn.Module.__repr__(self)
+
+
+class ReductionPooling(PoolingModule):
+    """A pooling that reduces tokens with a mask, optionally leaving out each text's first token.
+
+    ``exclude_first_token`` drops the first real token from the reduction: decoders use it as an attention sink
+    with huge activations that otherwise dominate every mean.
+    """
+
+    config_keys: list[str] = ["embedding_dimension", "exclude_first_token"]
+
+    def __init__(self, embedding_dimension: int, exclude_first_token: bool = False) -> None:
+        super().__init__(embedding_dimension)
+        self.exclude_first_token = bool(exclude_first_token)
+
+    def pool_features(self, features: dict[str, Any]) -> Tensor:
+        states, mask = read_token_states(features)
+        if self.exclude_first_token:
+            mask = F.drop_first_token(mask)
+        return self.pool(states, mask)

@@ -1,0 +1,64 @@
+"""Multi-layer trainable pooling (MLTP): learnable latents cross-attend to one summary vector per hidden layer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from st_pooling import functional as F
+from st_pooling.modules.base import read_layer_states
+from st_pooling.modules.latent import _AttentionHead
+from st_pooling.modules.registry import register_pooling
+
+LAYER_SUMMARIES = {"mean": F.masked_mean, "last_token": F.last_token}
+
+
+@register_pooling
+class MultiLayerTrainablePooling(_AttentionHead):
+    """MLTP (Tang and Yang 2024): summarise each hidden layer 1..L by a masked mean (bidirectional design) or its
+    last real token (causal design), add a learnable layer-position embedding, let learnable latents cross-attend to
+    that layer stack, apply a feed-forward and take the mean over latents. Output size = model dimension.
+
+    ``layers`` optionally picks a subset of hidden layers (1-based, layer 0 is the embedding output and is always
+    left out, as in the paper). Needs the Transformer to output hidden states (``build_model`` turns them on).
+    """
+
+    name = "mltp"
+    needs_layers = True
+    config_keys: list[str] = _AttentionHead.config_keys + ["num_layers", "layers", "layer_summary"]
+
+    def __init__(self, embedding_dimension: int, num_layers: int, layers: list[int] | None = None,
+                 layer_summary: str = "mean", num_latents: int | None = None, num_heads: int | None = None,
+                 ffn_multiplier: int | None = None) -> None:
+        super().__init__(embedding_dimension, num_latents, num_heads, ffn_multiplier)
+        if layer_summary not in LAYER_SUMMARIES:
+            raise ValueError(f"layer_summary must be one of {sorted(LAYER_SUMMARIES)}, got {layer_summary!r}")
+        self.num_layers = int(num_layers)
+        self.layers = sorted(set(layers)) if layers else list(range(1, self.num_layers + 1))
+        bad = [layer for layer in self.layers if not 1 <= layer <= self.num_layers]
+        if bad:
+            raise ValueError(f"layers must lie in 1..{self.num_layers} (the base model's hidden layers), got {bad}")
+        self.layer_summary = layer_summary
+        self.layer_embedding = nn.Parameter(torch.zeros(len(self.layers), embedding_dimension))
+        nn.init.normal_(self.layer_embedding, std=0.02)
+
+    def pool_features(self, features: dict[str, Any]) -> Tensor:
+        layer_states, mask = read_layer_states(features, type(self).__name__)
+        if len(layer_states) != self.num_layers + 1:
+            raise ValueError(
+                f"{type(self).__name__} was built for a base model with {self.num_layers} hidden layers but received "
+                f"{len(layer_states) - 1}; rebuild it for this base model with st_pooling.build_model"
+            )
+        summarise = LAYER_SUMMARIES[self.layer_summary]
+        stack = torch.stack([summarise(layer_states[i], mask) for i in self.layers], dim=1)  # (batch, layers, dim)
+        return self.pool_layer_stack(stack).to(layer_states[-1].dtype)
+
+    def pool_layer_stack(self, stack: Tensor) -> Tensor:
+        """(batch, layers, dim) per-layer summaries -> (batch, dim); the part of MLTP that training updates."""
+        stack = stack.to(self.latents.dtype) + self.layer_embedding
+        return self.attend_from_latents(stack, stack.new_ones(stack.shape[:2], dtype=torch.int64))
+
+    def pool(self, states: Tensor, mask: Tensor) -> Tensor:
+        raise TypeError("MultiLayerTrainablePooling pools over all hidden layers: call it with the features dict")

@@ -1,0 +1,398 @@
+"""Per-item scores, the paired bootstrap and the Wilcoxon test across tasks.
+
+Metrics are checked against independent implementations (scipy, scikit-learn,
+pytrec_eval, hand-computed nDCG); the bootstrap against cases with a known answer and,
+on simulated data, for the coverage of its interval and the size of its test.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+
+import numpy as np
+import pytest
+from scipy.stats import spearmanr, wilcoxon
+from sklearn.metrics import v_measure_score
+
+from st_pooling.evaluation.item_scores import (
+    ItemScores,
+    classification_item_scores,
+    clustering_item_scores,
+    mean_item_scores,
+    ndcg_at_k,
+    retrieval_item_scores,
+    sts_item_scores,
+    sts_item_scores_from_cosines,
+    top_k_by_cosine,
+)
+from st_pooling.evaluation.stats import (
+    BootstrapResult,
+    WilcoxonResult,
+    format_comparison_table,
+    format_wilcoxon_table,
+    minimum_tasks_for_wilcoxon,
+    paired_bootstrap,
+    significance_mark,
+    wilcoxon_across_tasks,
+    wilcoxon_by_task_type,
+)
+
+# ----------------------------------------------------------------------------- metrics
+
+
+def test_sts_metric_is_scipy_spearman_on_full_set_and_on_resamples_with_repeats():
+    rng = np.random.default_rng(1)
+    emb1 = rng.normal(size=(80, 16)).astype(np.float32)
+    emb2 = emb1 + rng.normal(size=(80, 16)).astype(np.float32)
+    gold = rng.integers(0, 6, size=80).astype(float)  # tied gold scores, as in STS data
+    scores = sts_item_scores(emb1, emb2, gold)
+    cosines = np.sum(emb1 * emb2, axis=1) / (np.linalg.norm(emb1, axis=1) * np.linalg.norm(emb2, axis=1))
+    np.testing.assert_allclose(scores.per_item["cosine"], cosines, rtol=1e-6)
+    assert scores.full_score() == pytest.approx(spearmanr(cosines, gold).statistic, abs=1e-12)
+    resamples = rng.integers(0, 80, size=(5, 80))
+    expected = [spearmanr(cosines[r], gold[r]).statistic for r in resamples]
+    np.testing.assert_allclose(scores.metric_batch(resamples), expected, atol=1e-12)
+
+
+def test_sts_refuses_degenerate_input_with_a_reason():
+    rng = np.random.default_rng(0)
+    emb = rng.normal(size=(10, 4))
+    with pytest.raises(ValueError, match="gold scores are equal"):
+        sts_item_scores(emb, emb[::-1], np.ones(10))
+    with pytest.raises(ValueError, match="same cosine"):
+        sts_item_scores(emb, emb, np.arange(10.0))  # every cosine is 1
+    with pytest.raises(ValueError, match="lengths differ"):
+        sts_item_scores(emb, emb[::-1], np.arange(9.0))
+    with pytest.raises(ValueError, match="all-zero"):
+        sts_item_scores(np.vstack([np.zeros(4), emb[1:]]), emb, np.arange(10.0))
+    with pytest.raises(ValueError, match="NaN"):
+        sts_item_scores(np.full((10, 4), np.nan), emb, np.arange(10.0))
+
+
+def test_ndcg_matches_a_hand_computed_case():
+    # ranks 1..3 retrieve a (unjudged), b (grade 2), c (unjudged); e (grade 3) and d (1) are missed.
+    relevance = {"b": 2, "d": 1, "e": 3}
+    dcg = 2 / math.log2(3)
+    ideal_dcg = 3 / math.log2(2) + 2 / math.log2(3) + 1 / math.log2(4)
+    assert ndcg_at_k(["a", "b", "c", "d"], relevance, k=3) == pytest.approx(dcg / ideal_dcg)
+    assert ndcg_at_k(["e", "b", "d"], relevance, k=3) == pytest.approx(1.0)
+    assert ndcg_at_k(["a", "c"], relevance, k=10) == 0.0
+    with pytest.raises(ValueError, match="no document with positive relevance"):
+        ndcg_at_k(["a"], {"a": 0}, k=10)
+
+
+def test_top_k_is_exact_and_breaks_ties_by_corpus_order():
+    corpus = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.6, 0.8]])
+    ranked = top_k_by_cosine(np.array([[1.0, 0.0]]), corpus, k=3)
+    assert ranked.tolist() == [[0, 2, 3]]  # documents 0 and 2 tie at cosine 1
+
+
+def _random_retrieval_problem(seed: int = 3, n_queries: int = 25, n_docs: int = 300):
+    rng = np.random.default_rng(seed)
+    queries = rng.normal(size=(n_queries, 12))
+    corpus = rng.normal(size=(n_docs, 12))
+    query_ids = [f"q{i}" for i in range(n_queries)]
+    corpus_ids = [f"d{i}" for i in range(n_docs)]
+    qrels = {
+        qid: {corpus_ids[d]: int(rng.integers(1, 4)) for d in rng.choice(n_docs, size=6, replace=False)}
+        for qid in query_ids
+    }
+    # make some relevant documents rank high so nDCG is not trivially near 0
+    for q, qid in enumerate(query_ids):
+        for doc_id in list(qrels[qid])[:3]:
+            corpus[int(doc_id[1:])] += 0.8 * queries[q]
+    return queries, corpus, query_ids, corpus_ids, qrels
+
+
+def test_retrieval_ndcg_matches_pytrec_eval():
+    pytrec_eval = pytest.importorskip("pytrec_eval")
+    queries, corpus, query_ids, corpus_ids, qrels = _random_retrieval_problem()
+    scores = retrieval_item_scores(queries, corpus, query_ids, corpus_ids, qrels)
+    q = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+    c = corpus / np.linalg.norm(corpus, axis=1, keepdims=True)
+    cosine = q @ c.T
+    run = {qid: {did: float(cosine[i, j]) for j, did in enumerate(corpus_ids)} for i, qid in enumerate(query_ids)}
+    reference = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut.10"}).evaluate(run)
+    expected = [reference[qid]["ndcg_cut_10"] for qid in query_ids]
+    np.testing.assert_allclose(scores.per_item["ndcg_at_10"], expected, atol=1e-6)
+    assert 0.1 < scores.full_score() < 0.99
+    assert scores.item_ids == tuple(query_ids)
+
+
+def test_retrieval_refuses_queries_without_relevant_documents():
+    queries, corpus, query_ids, corpus_ids, qrels = _random_retrieval_problem(n_queries=3)
+    del qrels["q1"]
+    with pytest.raises(ValueError, match="no relevant document.*q1"):
+        retrieval_item_scores(queries, corpus, query_ids, corpus_ids, qrels)
+
+
+def test_classification_correctness_per_example():
+    rng = np.random.default_rng(0)
+    labels = np.array(["neg", "pos"] * 60)
+    embeddings = rng.normal(size=(120, 8)) + np.where(labels == "pos", 1.0, -1.0)[:, None] * 0.6
+    scores = classification_item_scores(embeddings[:80], labels[:80], embeddings[80:], labels[80:])
+    from sklearn.linear_model import LogisticRegression
+
+    predicted = LogisticRegression(max_iter=100, random_state=0).fit(embeddings[:80], labels[:80]).predict(embeddings[80:])
+    np.testing.assert_array_equal(scores.per_item["accuracy"], predicted == labels[80:])
+    assert scores.full_score() == pytest.approx(np.mean(predicted == labels[80:]))
+    assert 0.6 < scores.full_score() < 1.0
+    with pytest.raises(ValueError, match="single class"):
+        classification_item_scores(embeddings[:5], ["a"] * 5, embeddings[5:9], ["a"] * 4)
+
+
+def test_clustering_v_measure_matches_sklearn_on_resamples():
+    rng = np.random.default_rng(2)
+    labels = rng.choice(["sport", "politics", "science", "art"], size=240)
+    centres = {name: rng.normal(size=10) * 2 for name in np.unique(labels)}
+    embeddings = np.stack([centres[name] for name in labels]) + rng.normal(size=(240, 10)) * 1.5
+    scores = clustering_item_scores(embeddings, labels, seed=0)
+    clusters = scores.per_item["cluster"]
+    assert scores.full_score() == pytest.approx(v_measure_score(labels, clusters), abs=1e-12)
+    resamples = rng.integers(0, 240, size=(6, 240))
+    expected = [v_measure_score(labels[r], clusters[r]) for r in resamples]
+    np.testing.assert_allclose(scores.metric_batch(resamples), expected, atol=1e-12)
+    separated = clustering_item_scores(np.repeat(np.eye(3) * 10, 20, axis=0), np.repeat([0, 1, 2], 20))
+    assert separated.full_score() == pytest.approx(1.0)
+
+
+# ----------------------------------------------------------------------------- bootstrap: known answers
+
+
+def test_identical_poolings_have_zero_difference_and_p_one():
+    values = np.random.default_rng(0).random(200)
+    result = paired_bootstrap(mean_item_scores(values), mean_item_scores(values.copy()))
+    assert (result.difference, result.ci_low, result.ci_high, result.p_value) == (0.0, 0.0, 0.0, 1.0)
+
+
+def test_a_constant_per_item_gain_is_the_difference_with_the_smallest_p():
+    values = np.random.default_rng(0).random(200)
+    result = paired_bootstrap(mean_item_scores(values + 0.1), mean_item_scores(values), n_resamples=500)
+    assert result.difference == pytest.approx(0.1)
+    assert result.ci_low == pytest.approx(0.1) and result.ci_high == pytest.approx(0.1)
+    assert result.p_value == pytest.approx(2 / 501)
+    assert result.significant() and significance_mark(result.p_value) == "*"
+
+
+def test_interval_width_matches_the_standard_error_of_a_mean_difference():
+    rng = np.random.default_rng(5)
+    base = rng.normal(size=400)
+    noise = rng.normal(scale=0.5, size=400)
+    result = paired_bootstrap(mean_item_scores(base + noise + 0.05), mean_item_scores(base), n_resamples=4000)
+    differences = noise + 0.05
+    standard_error = differences.std() / math.sqrt(differences.size)
+    assert result.difference == pytest.approx(differences.mean())
+    assert result.ci_high - result.ci_low == pytest.approx(2 * 1.959964 * standard_error, rel=0.1)
+    assert result.ci_low < result.difference < result.ci_high
+
+
+def test_same_seed_same_result_and_the_seed_matters():
+    rng = np.random.default_rng(0)
+    a, b = mean_item_scores(rng.random(100)), mean_item_scores(rng.random(100))
+    assert paired_bootstrap(a, b, seed=3) == paired_bootstrap(a, b, seed=3)
+    assert paired_bootstrap(a, b, seed=3).ci_low != paired_bootstrap(a, b, seed=4).ci_low
+
+
+# ----------------------------------------------------------------------------- bootstrap: calibration
+
+
+def test_mean_difference_interval_covers_the_truth_at_the_nominal_rate():
+    """Items (x_a, x_b) from a population whose mean difference is 0.1; 300 experiments."""
+    rng = np.random.default_rng(11)
+    truth, covered, n_experiments = 0.1, 0, 300
+    for seed in range(n_experiments):
+        shared = rng.normal(size=100)
+        a = mean_item_scores(shared + rng.normal(scale=0.7, size=100) + truth)
+        b = mean_item_scores(shared + rng.normal(scale=0.7, size=100))
+        result = paired_bootstrap(a, b, n_resamples=400, seed=seed)
+        covered += result.ci_low <= truth <= result.ci_high
+    assert 0.90 <= covered / n_experiments <= 0.99  # nominal 0.95; binomial sd 0.013
+
+
+def test_test_size_under_no_difference_is_near_alpha():
+    rng = np.random.default_rng(12)
+    rejections, n_experiments = 0, 300
+    for seed in range(n_experiments):
+        shared = rng.normal(size=100)
+        a = mean_item_scores(shared + rng.normal(scale=0.7, size=100))
+        b = mean_item_scores(shared + rng.normal(scale=0.7, size=100))
+        rejections += paired_bootstrap(a, b, n_resamples=400, seed=seed).p_value < 0.05
+    assert 0.01 <= rejections / n_experiments <= 0.11  # nominal 0.05; binomial sd 0.013
+
+
+def test_spearman_difference_interval_covers_the_population_difference():
+    """Gold ~ N(0, 1), cosine_x = gold + noise of sd s_x: the population Spearman of a
+    bivariate normal with correlation r is (6 / pi) * asin(r / 2)."""
+    rng = np.random.default_rng(13)
+    noise_a, noise_b = 0.8, 1.2
+
+    def population_spearman(noise_sd: float) -> float:
+        return 6 / math.pi * math.asin(1 / math.sqrt(1 + noise_sd**2) / 2)
+
+    truth = population_spearman(noise_a) - population_spearman(noise_b)
+    covered, n_experiments, n_pairs = 0, 120, 200
+    for seed in range(n_experiments):
+        gold = rng.normal(size=n_pairs)
+        a = sts_item_scores_from_cosines(gold + rng.normal(scale=noise_a, size=n_pairs), gold)
+        b = sts_item_scores_from_cosines(gold + rng.normal(scale=noise_b, size=n_pairs), gold)
+        result = paired_bootstrap(a, b, n_resamples=300, seed=seed)
+        covered += result.ci_low <= truth <= result.ci_high
+    assert 0.87 <= covered / n_experiments <= 0.995  # nominal 0.95; binomial sd 0.02
+
+
+def test_thousand_resamples_over_thousand_sts_pairs_take_seconds_at_most():
+    rng = np.random.default_rng(0)
+    gold = rng.normal(size=1000).round(1)
+    a = sts_item_scores_from_cosines(gold + rng.normal(size=1000), gold)
+    b = sts_item_scores_from_cosines(gold + rng.normal(size=1000) * 1.1, gold)
+    start = time.perf_counter()
+    paired_bootstrap(a, b, n_resamples=1000)
+    assert time.perf_counter() - start < 5.0
+
+
+# ----------------------------------------------------------------------------- bootstrap: bad input
+
+
+def test_bootstrap_refuses_items_that_cannot_be_paired():
+    rng = np.random.default_rng(0)
+    gold = rng.normal(size=50)
+    sts = sts_item_scores_from_cosines(gold + rng.normal(size=50), gold)
+    with pytest.raises(ValueError, match="different numbers of items"):
+        paired_bootstrap(mean_item_scores(np.ones(50)), mean_item_scores(np.ones(49)))
+    with pytest.raises(ValueError, match="same task"):
+        paired_bootstrap(sts, mean_item_scores(np.ones(50)))
+    shuffled_gold = gold[::-1].copy()
+    other = sts_item_scores_from_cosines(shuffled_gold + rng.normal(size=50), shuffled_gold)
+    with pytest.raises(ValueError, match="gold targets"):
+        paired_bootstrap(sts, other)
+    with pytest.raises(ValueError, match="too few"):
+        paired_bootstrap(sts, sts, n_resamples=10)
+    with pytest.raises(ValueError, match="confidence"):
+        paired_bootstrap(sts, sts, confidence=95)
+    with pytest.raises(ValueError, match="at least 2 items"):
+        paired_bootstrap(mean_item_scores([1.0]), mean_item_scores([0.0]))
+
+
+def test_bootstrap_raises_on_resamples_with_undefined_spearman():
+    gold = np.array([0.0, 0.0, 1.0, 0.0])  # many resamples hold only the tied zeros
+    a = sts_item_scores_from_cosines([0.1, 0.2, 0.3, 0.4], gold)
+    b = sts_item_scores_from_cosines([0.4, 0.1, 0.2, 0.3], gold)
+    with pytest.raises(ValueError, match="Spearman correlation is undefined"):
+        paired_bootstrap(a, b)
+
+
+def test_item_scores_metric_rejects_malformed_indices():
+    scores = mean_item_scores([1.0, 2.0, 3.0])
+    assert scores.metric([0, 0, 2]) == pytest.approx(5 / 3)
+    with pytest.raises(ValueError, match="1-D"):
+        scores.metric([[0, 1]])
+    assert isinstance(scores, ItemScores) and scores.n_items == 3
+
+
+# ----------------------------------------------------------------------------- Wilcoxon
+
+
+def _exact_two_sided_wilcoxon_p(differences: list[float]) -> float:
+    """Enumerate all 2**n sign flips of the ranks (no ties, no zeros)."""
+    ranks = np.argsort(np.argsort(np.abs(differences))) + 1
+    observed = sum(r for r, d in zip(ranks, differences, strict=True) if d > 0)
+    total = ranks.sum()
+    extreme = min(observed, total - observed)
+    count = 0
+    for signs in itertools.product([0, 1], repeat=len(ranks)):
+        positive = int(np.dot(signs, ranks))
+        count += min(positive, total - positive) <= extreme
+    return count / 2 ** len(ranks)
+
+
+def test_wilcoxon_matches_full_enumeration():
+    differences = [0.011, -0.004, 0.023, 0.007, -0.016, 0.019, 0.031, 0.002]
+    scores_b = {f"task{i}": 0.5 for i in range(8)}
+    scores_a = {f"task{i}": 0.5 + d for i, d in enumerate(differences)}
+    result = wilcoxon_across_tasks(scores_a, scores_b)
+    assert result.p_value == pytest.approx(_exact_two_sided_wilcoxon_p(differences))
+    assert result.n_tasks == 8 and result.n_nonzero == 8
+    assert result.mean_difference == pytest.approx(np.mean(differences))
+    assert result.statistic == pytest.approx(wilcoxon(differences).statistic)
+
+
+def test_six_tasks_all_better_reach_significance_five_cannot():
+    six_a = {f"t{i}": 0.6 + i / 100 for i in range(6)}
+    six_b = {f"t{i}": 0.5 for i in range(6)}
+    result = wilcoxon_across_tasks(six_a, six_b)
+    assert result.p_value == pytest.approx(2 / 2**6) and result.significant()
+    five_a = {k: v for k, v in list(six_a.items())[:5]}
+    five_b = {k: v for k, v in list(six_b.items())[:5]}
+    small = wilcoxon_across_tasks(five_a, five_b)
+    assert small.p_value is None and "at least 6" in small.reason
+    assert not small.significant() and small.mean_difference > 0
+    assert minimum_tasks_for_wilcoxon(0.05) == 6
+    assert minimum_tasks_for_wilcoxon(0.01) == 8
+
+
+def test_wilcoxon_drops_tied_tasks_and_refuses_mismatched_tasks():
+    scores_b = {f"t{i}": 0.5 for i in range(7)}
+    scores_a = dict(scores_b, **{f"t{i}": 0.6 for i in range(1, 7)})  # t0 ties
+    result = wilcoxon_across_tasks(scores_a, scores_b)
+    assert (result.n_tasks, result.n_nonzero) == (7, 6)
+    with pytest.raises(ValueError, match="same tasks"):
+        wilcoxon_across_tasks(scores_a, {"t0": 0.5})
+    with pytest.raises(ValueError, match="non-finite"):
+        wilcoxon_across_tasks({"t0": float("nan")}, {"t0": 0.5})
+
+
+def test_wilcoxon_by_task_type_groups_tasks():
+    types = {f"sts{i}": "STS" for i in range(6)} | {f"clf{i}": "Classification" for i in range(3)}
+    scores_b = {task: 0.5 for task in types}
+    scores_a = {task: (0.6 if task.startswith("sts") else 0.4) for task in types}
+    results = wilcoxon_by_task_type(scores_a, scores_b, types)
+    assert results["STS"].significant() and results["STS"].n_tasks == 6
+    assert results["Classification"].p_value is None
+    assert results["Classification"].mean_difference == pytest.approx(-0.1)
+    with pytest.raises(ValueError, match="no type"):
+        wilcoxon_by_task_type(scores_a, scores_b, {"sts0": "STS"})
+
+
+def test_significance_mark():
+    assert significance_mark(0.049) == "*"
+    assert significance_mark(0.05) == ""
+    assert significance_mark(None) == ""
+    assert significance_mark(0.009, alpha=0.01) == "*"
+    for bad in (float("nan"), 1.5, -0.1):
+        with pytest.raises(ValueError, match="p-value"):
+            significance_mark(bad)
+
+
+# ----------------------------------------------------------------------------- tables
+
+
+def test_comparison_table_marks_significant_differences():
+    gem_sts = BootstrapResult(0.0098, 0.0021, 0.0170, 0.01, 1379, 1000, 0.95, 0.83, 0.8202)
+    gem_clf = BootstrapResult(-0.002, -0.010, 0.006, 0.6, 3000, 1000, 0.95, 0.70, 0.702)
+    table = format_comparison_table(
+        scores={"mean": {"STS12": 0.8203, "Banking77": 0.7011}, "gem": {"STS12": 0.8301, "Banking77": 0.6990}},
+        reference="mean",
+        bootstrap={"gem": {"STS12": gem_sts, "Banking77": gem_clf}},
+    )
+    lines = table.splitlines()
+    assert lines[0] == "| task | mean | gem | gem − mean [95% CI] |"
+    assert "| STS12 | 0.8203 | 0.8301 | +0.0098 [+0.0021, +0.0170]* |" in lines
+    assert "| Banking77 | 0.7011 | 0.6990 | -0.0020 [-0.0100, +0.0060] |" in lines
+    missing = format_comparison_table({"mean": {"STS12": 0.8}, "cls": {"STS12": 0.7}}, "mean", {})
+    assert "| STS12 | 0.8000 | 0.7000 | n/a |" in missing
+    with pytest.raises(ValueError, match="reference pooling"):
+        format_comparison_table({"mean": {}}, "gem", {})
+
+
+def test_wilcoxon_table_in_the_style_of_the_study():
+    results = {
+        "mltp": {
+            "STS": WilcoxonResult(3.0, 0.03, 8, 8, 0.0166, None),
+            "Clustering": WilcoxonResult(None, None, 4, 4, -0.0246, "too few"),
+        }
+    }
+    table = format_wilcoxon_table(results, reference="eos")
+    assert "| pooling | Clustering | STS |" in table
+    assert "| mltp − eos | -0.0246 (n/a) | +0.0166* |" in table
