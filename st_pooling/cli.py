@@ -1,0 +1,111 @@
+"""The `st-pooling` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shlex
+import sys
+import time
+
+DEFAULT_POOLINGS = ["mean", "max", "cls", "last_token", "weighted_mean", "gem"]
+
+
+def add_compare_command(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "compare", help="compare poolings on one base model through MTEB, with significance statistics",
+        description="Evaluate several poolings of one base model on MTEB tasks with one shared forward pass; "
+                    "writes results.md (scores, bootstrap CIs, significance), results.csv and a PNG per task type.")
+    parser.add_argument("--model", default="minilm",
+                        help="base model: a folder, a Hub name, or a packaged short name (minilm, smollm2)")
+    parser.add_argument("--poolings", nargs="+", default=DEFAULT_POOLINGS, metavar="SPEC",
+                        help="pooling specs, e.g. mean gem gem:initial_p=2 mltp:layer_summary=last_token "
+                             f"(default: {' '.join(DEFAULT_POOLINGS)})")
+    parser.add_argument("--tasks", nargs="+", default=None, metavar="TASK",
+                        help="local task names (see `st-pooling list`) or any mteb task name "
+                             "(default: the embedded default tasks)")
+    parser.add_argument("--data-dir", default=None, help="folder of the benchmark data sets (default: "
+                        "$ST_POOLING_DATA_DIR, else ../shared/data next to the source tree)")
+    parser.add_argument("--output", default="runs/compare", help="output folder (default: runs/compare)")
+    parser.add_argument("--reference", default=None, help="pooling the others are tested against (default: first)")
+    parser.add_argument("--max-items", type=int, default=None, help="evaluate on a subset of each local task")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--max-seq-length", type=int, default=None)
+    parser.add_argument("--attention-mode", choices=["causal", "bidirectional"], default=None,
+                        help="decoder base models only")
+    parser.add_argument("--n-resamples", type=int, default=1000, help="bootstrap resamples (default: 1000)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.set_defaults(handler=run_compare)
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    from st_pooling.evaluation.compare import compare_poolings
+    from st_pooling.evaluation.report import write_report
+    from st_pooling.evaluation.runner import PoolingSpec
+    from st_pooling.evaluation.tasks import EMBEDDED_DEFAULT_TASKS, get_tasks
+
+    started = time.perf_counter()
+    specs = [PoolingSpec.parse(text) for text in args.poolings]
+    tasks = get_tasks(args.tasks or EMBEDDED_DEFAULT_TASKS, data_dir=args.data_dir, max_items=args.max_items)
+    comparison = compare_poolings(
+        args.model, specs, tasks, args.output, reference=args.reference, batch_size=args.batch_size,
+        max_seq_length=args.max_seq_length, attention_mode=args.attention_mode, n_resamples=args.n_resamples,
+        seed=args.seed, show_progress_bar=not args.no_progress, device=args.device)
+    written = write_report(comparison, args.output, command="st-pooling " + shlex.join(args.argv))
+    print(written[0].read_text(encoding="utf-8"))
+    print(f"wrote {', '.join(str(path) for path in written)} in {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+def add_list_command(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("list", help="list the registered poolings and the local tasks")
+    parser.set_defaults(handler=run_list)
+
+
+def run_list(args: argparse.Namespace) -> int:
+    from st_pooling import POOLINGS
+    from st_pooling.evaluation.tasks import EMBEDDED_DEFAULT_TASKS, LOCAL_TASKS
+
+    print("poolings:")
+    for name, cls in POOLINGS.items():
+        kind = "learnable" if cls.learnable else "parameter-free"
+        print(f"  {name:<18} {cls.__name__} ({kind}{', all layers' if cls.needs_layers else ''})")
+    print("local tasks (* = embedded default):")
+    for name, task in LOCAL_TASKS.items():
+        print(f"  {'*' if name in EMBEDDED_DEFAULT_TASKS else ' '} {name:<34} {task.metadata.type}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="st-pooling", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    add_compare_command(subparsers)
+    add_list_command(subparsers)
+    try:
+        from st_pooling.index.cli import add_index_commands
+    except ImportError:
+        pass
+    else:
+        add_index_commands(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    args.argv = argv
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
+    try:
+        return args.handler(args)
+    except (ValueError, FileNotFoundError, KeyError, ImportError) as error:
+        print(f"st-pooling {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

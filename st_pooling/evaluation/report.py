@@ -1,0 +1,101 @@
+"""Write a :class:`~st_pooling.evaluation.compare.Comparison` as results.md, results.csv and one PNG per task type."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from st_pooling.evaluation.compare import Comparison, safe_name
+from st_pooling.evaluation.stats import format_comparison_table, format_wilcoxon_table, significance_mark
+
+CSV_COLUMNS = ["task", "task_type", "metric", "pooling", "score", "reference", "difference", "ci_low", "ci_high",
+               "p_value", "significant"]
+
+
+def csv_rows(comparison: Comparison) -> list[dict[str, object]]:
+    rows = []
+    for task, task_type in comparison.task_types.items():
+        for label in comparison.labels:
+            result = comparison.bootstrap.get(label, {}).get(task)
+            rows.append({
+                "task": task, "task_type": task_type, "metric": comparison.main_metrics[task], "pooling": label,
+                "score": comparison.scores[label][task], "reference": comparison.reference,
+                "difference": "" if result is None else result.difference,
+                "ci_low": "" if result is None else result.ci_low,
+                "ci_high": "" if result is None else result.ci_high,
+                "p_value": "" if result is None else result.p_value,
+                "significant": "" if result is None else bool(significance_mark(result.p_value)),
+            })
+    return rows
+
+
+def markdown_report(comparison: Comparison, command: str | None = None) -> str:
+    lines = [f"# Pooling comparison on `{comparison.base}`", ""]
+    if command:
+        lines += ["Reproduce with:", "", f"```bash\n{command}\n```", ""]
+    lines += [
+        "Scores are mteb main scores (STS: cosine Spearman, classification: accuracy, clustering: v-measure, "
+        f"retrieval: nDCG@10). Each difference is against `{comparison.reference}`, with a paired-bootstrap "
+        "confidence interval over the task's items (pairs, examples, documents, queries), recomputed by st-pooling "
+        "from the same embeddings; `*` marks p < 0.05.",
+        "",
+        "## Per task",
+        "",
+        format_comparison_table(comparison.scores, comparison.reference, comparison.bootstrap),
+        "",
+    ]
+    if comparison.wilcoxon:
+        lines += ["## Per task type (Wilcoxon signed-rank test across tasks)", "",
+                  format_wilcoxon_table(comparison.wilcoxon, comparison.reference), ""]
+    lines += [f"The base model ran once per distinct text: {comparison.forward_texts} texts for "
+              f"{len(comparison.labels)} poolings.", ""]
+    return "\n".join(lines)
+
+
+def plot_task_type(comparison: Comparison, task_type: str, path: Path) -> None:
+    """Grouped bars: one group per task of ``task_type``, one bar per pooling, with the bootstrap interval."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    tasks = [task for task, kind in comparison.task_types.items() if kind == task_type]
+    labels = comparison.labels
+    width = 0.8 / len(labels)
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.6 * len(tasks) * len(labels) ** 0.5), 3.6))
+    for i, label in enumerate(labels):
+        scores = np.array([comparison.scores[label][task] for task in tasks])
+        errors = np.zeros((2, len(tasks)))
+        for j, task in enumerate(tasks):
+            result = comparison.bootstrap.get(label, {}).get(task)
+            if result is not None:  # the interval of the difference, drawn around this pooling's score
+                errors[:, j] = [result.difference - result.ci_low, result.ci_high - result.difference]
+        positions = np.arange(len(tasks)) + (i - (len(labels) - 1) / 2) * width
+        ax.bar(positions, scores, width, label=label, yerr=errors if errors.any() else None, capsize=3)
+    ax.set_xticks(np.arange(len(tasks)), tasks, fontsize=8)
+    ax.set_ylabel(", ".join(sorted({comparison.main_metrics[task] for task in tasks})))
+    ax.set_title(f"{task_type}: poolings on {Path(comparison.base).name or comparison.base}")
+    ax.legend(fontsize=7, ncol=min(len(labels), 4), loc="lower center", bbox_to_anchor=(0.5, 1.1))
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_report(comparison: Comparison, output_dir: str | Path, command: str | None = None) -> list[Path]:
+    """Write results.md, results.csv and results_<TaskType>.png into ``output_dir``; returns the paths."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    markdown = output_dir / "results.md"
+    markdown.write_text(markdown_report(comparison, command), encoding="utf-8")
+    table = output_dir / "results.csv"
+    with table.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
+        writer.writeheader()
+        writer.writerows(csv_rows(comparison))
+    written = [markdown, table]
+    for task_type in sorted(set(comparison.task_types.values())):
+        png = output_dir / f"results_{safe_name(task_type)}.png"
+        plot_task_type(comparison, task_type, png)
+        written.append(png)
+    return written

@@ -1,0 +1,180 @@
+"""One forward pass of the base model for many poolings, fed to mteb through a proper encoder wrapper.
+
+The base transformer is the expensive part, the pooling the cheap one. :class:`SharedForwardEmbedder` runs the
+transformer once per distinct text and applies every requested pooling to that one set of states, keeping only the
+resulting sentence embeddings (``poolings x dim`` floats per text) in a cache bounded in bytes. Each pooling is then
+presented to mteb as its own encoder (:class:`PoolingEncoder`), so mteb still does all the scoring and writes its
+results per configuration, while K poolings cost about one forward pass.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from mteb.models import ModelMeta
+from mteb.models.abs_encoder import AbsEncoder
+from sentence_transformers.sentence_transformer.modules import Transformer
+from tqdm.auto import tqdm
+
+from st_pooling.modules.base import PoolingModule
+
+DEFAULT_CACHE_BYTES = 2 * 1024**3
+
+
+def _parse_value(text: str) -> Any:
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("none", "null"):
+        return None
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    if "+" in text:  # a layer list such as 4+5+6
+        return [int(part) for part in text.split("+")]
+    return text
+
+
+@dataclass(frozen=True)
+class PoolingSpec:
+    """A pooling configuration to compare: a registered name and its constructor options."""
+
+    pooling: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        if not self.options:
+            return self.pooling
+        return f"{self.pooling}({','.join(f'{k}={v}' for k, v in sorted(self.options.items()))})"
+
+    @classmethod
+    def parse(cls, text: str) -> PoolingSpec:
+        """``"gem"`` or ``"gem:initial_p=2,negatives=clamp"`` or ``"mltp:layers=4+5+6"``."""
+        name, _, rest = text.strip().partition(":")
+        options = {}
+        for item in filter(None, (part.strip() for part in rest.split(","))):
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                raise ValueError(f"pooling option {item!r} in {text!r} is not of the form key=value")
+            options[key.strip()] = _parse_value(value.strip())
+        return cls(name, options)
+
+
+class EmbeddingCache:
+    """Sentence embeddings of every pooling, per text, least recently used first out past ``max_bytes``."""
+
+    def __init__(self, max_bytes: int = DEFAULT_CACHE_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self._rows: OrderedDict[str, np.ndarray] = OrderedDict()  # text -> (poolings, dim) float32
+        self.nbytes = 0
+
+    def __contains__(self, text: str) -> bool:
+        return text in self._rows
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def get(self, text: str) -> np.ndarray:
+        self._rows.move_to_end(text)
+        return self._rows[text]
+
+    def put(self, text: str, row: np.ndarray) -> None:
+        if text in self._rows:
+            return
+        self._rows[text] = row
+        self.nbytes += row.nbytes
+        while self.nbytes > self.max_bytes and len(self._rows) > 1:
+            _, evicted = self._rows.popitem(last=False)
+            self.nbytes -= evicted.nbytes
+
+
+class SharedForwardEmbedder:
+    """Runs ``transformer`` once per distinct text and applies every pooling in ``poolings`` to its states."""
+
+    def __init__(self, transformer: Transformer, poolings: Mapping[str, PoolingModule], *, normalize: bool = True,
+                 batch_size: int = 32, cache_bytes: int = DEFAULT_CACHE_BYTES, show_progress_bar: bool = True,
+                 device: str | None = None) -> None:
+        if not poolings:
+            raise ValueError("give at least one pooling to compare")
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.transformer = transformer.to(self.device).eval()
+        self.poolings = {label: module.to(self.device).eval() for label, module in poolings.items()}
+        self.labels = list(self.poolings)
+        self.normalize = normalize
+        self.batch_size = batch_size
+        self.cache = EmbeddingCache(cache_bytes)
+        self.show_progress_bar = show_progress_bar
+        self.forward_texts = 0  # how many texts went through the transformer, for benchmarks and tests
+
+    def embeddings(self, texts: Sequence[str], label: str) -> np.ndarray:
+        """(len(texts), dim) float32 sentence embeddings of ``texts`` under the pooling ``label``."""
+        if label not in self.poolings:
+            raise KeyError(f"no pooling labelled {label!r}; known: {self.labels}")
+        index = self.labels.index(label)
+        self.ensure(texts)
+        dim = next(iter(self.poolings.values())).get_embedding_dimension()
+        out = np.empty((len(texts), dim), dtype=np.float32)
+        missing = []
+        for row, text in enumerate(texts):
+            if text in self.cache:
+                out[row] = self.cache.get(text)[index]
+            else:  # evicted while filling a request larger than the cache
+                missing.append(row)
+        if missing:
+            out[missing] = self._forward([texts[row] for row in missing], store=False)[:, index]
+        return out
+
+    def ensure(self, texts: Iterable[str]) -> None:
+        """Compute and cache every pooling's embedding of each text not cached yet."""
+        todo = list(dict.fromkeys(text for text in texts if text not in self.cache))
+        if todo:
+            self._forward(todo, store=True)
+
+    @torch.inference_mode()
+    def _forward(self, texts: list[str], store: bool) -> np.ndarray:
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))  # similar lengths share a batch
+        result = np.empty((len(texts), len(self.labels), self.transformer.get_embedding_dimension()), np.float32)
+        batches = range(0, len(order), self.batch_size)
+        for start in tqdm(batches, desc="shared forward", disable=not self.show_progress_bar or len(batches) < 2):
+            rows = order[start:start + self.batch_size]
+            features = self.transformer.preprocess([texts[i] for i in rows])
+            features = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
+            features = self.transformer(features)
+            for position, label in enumerate(self.labels):
+                pooled = self.poolings[label](dict(features))["sentence_embedding"].float()
+                if self.normalize:
+                    pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
+                result[rows, position] = pooled.cpu().numpy()
+            self.forward_texts += len(rows)
+        if store:
+            for i, text in enumerate(texts):
+                self.cache.put(text, result[i])
+        return result
+
+
+def _batch_texts(batch: Mapping[str, Any]) -> list[str]:
+    texts = batch.get("text")
+    if texts is None:
+        raise ValueError(f"st-pooling encodes text only; this mteb batch has the columns {sorted(batch)}")
+    return list(texts)
+
+
+class PoolingEncoder(AbsEncoder):
+    """One pooling of a :class:`SharedForwardEmbedder`, as an mteb encoder (cosine similarity)."""
+
+    def __init__(self, embedder: SharedForwardEmbedder, label: str, meta: ModelMeta) -> None:
+        self.model = embedder
+        self.label = label
+        self.mteb_model_meta = meta
+
+    def encode(self, inputs, *, task_metadata, hf_split, hf_subset, prompt_type=None, **kwargs) -> np.ndarray:
+        texts = [text for batch in inputs for text in _batch_texts(batch)]
+        return self.model.embeddings(texts, self.label)
