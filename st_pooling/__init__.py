@@ -21,7 +21,9 @@ from st_pooling.modules import (
 
 __version__ = "0.1.0"
 
-register_module_classes(*POOLINGS.values())
+from st_pooling.decoders.transformer import DecoderTransformer  # noqa: E402
+
+register_module_classes(*POOLINGS.values(), DecoderTransformer)
 
 __all__ = [
     "build_model", "load_model", "resolve_base", "create_pooling", "POOLINGS", "PoolingModule",

@@ -11,6 +11,7 @@ from st_pooling.modules import create_pooling, pooling_class
 from st_pooling.modules.base import PoolingModule
 
 DEFAULT_MAX_SEQ_LENGTH = 512
+DEFAULT_DECODER_MAX_SEQ_LENGTH = 512  # decoders declare 8192 and more; texts here are sentences and documents
 
 
 def packaged_minilm_path() -> str:
@@ -55,10 +56,12 @@ def build_transformer(base: str, *, output_hidden_states: bool = False, max_seq_
     path = resolve_base(base)
     config_kwargs = {"output_hidden_states": True} if output_hidden_states else {}
     if is_decoder_model(path):
-        from st_pooling.decoders import build_decoder_transformer
+        from st_pooling.decoders import DecoderTransformer
 
-        return build_decoder_transformer(path, config_kwargs=config_kwargs, max_seq_length=max_seq_length,
-                                         attention_mode=attention_mode or "causal", append_eos=append_eos)
+        transformer = DecoderTransformer(path, attention_mode=attention_mode or "causal",
+                                         append_eos=bool(append_eos), config_kwargs=config_kwargs)
+        transformer.max_seq_length = max_seq_length or DEFAULT_DECODER_MAX_SEQ_LENGTH
+        return transformer
     if attention_mode not in (None, "bidirectional"):
         raise ValueError(f"{base!r} is an encoder: its attention is bidirectional, attention_mode={attention_mode!r} "
                          "applies to decoder (GPT-family) models only")

