@@ -9,6 +9,8 @@ import shlex
 import sys
 import time
 
+from st_pooling.index.cli import add_index_commands
+
 DEFAULT_POOLINGS = ["mean", "max", "cls", "last_token", "weighted_mean", "gem"]
 
 
@@ -85,12 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True)
     add_compare_command(subparsers)
     add_list_command(subparsers)
-    try:
-        from st_pooling.index.cli import add_index_commands
-    except ImportError:
-        pass
-    else:
-        add_index_commands(subparsers)
+    add_index_commands(subparsers)
     return parser
 
 

@@ -29,7 +29,7 @@ def model_fingerprint(model: SentenceTransformer) -> str:
     """Hex SHA-256 over every module's class, config and weights, in module order."""
     digest = hashlib.sha256()
     for position, module in enumerate(model):
-        header = {"position": position, "class": f"{type(module).__module__}.{type(module).__qualname__}",
+        header = {"position": position, "class": type(module).__qualname__,
                   "config": _module_config(module)}
         digest.update(json.dumps(header, sort_keys=True, default=str).encode())
         for name, tensor in module.state_dict().items():

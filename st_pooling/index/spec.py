@@ -1,0 +1,129 @@
+"""Index types and their defaults, chosen from corpus size.
+
+All indexes use inner product over L2-normalised vectors, which is cosine similarity.
+
+Defaults (see docs/indexing.md for the measurements behind them):
+- fewer than 100,000 documents: ``flat`` (exact; nothing to tune);
+- 100,000 to 2,000,000: ``hnsw`` with M=32, efConstruction=100, efSearch=128;
+- 2,000,000 or more: ``ivf`` with nlist = 4 * sqrt(n) (at least 39 training points per list)
+  and nprobe=32; ``pq=True`` adds product quantisation, d/8 one-byte codes a vector by default.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import faiss
+
+INDEX_TYPES = ("flat", "hnsw", "ivf")
+FLAT_BELOW = 100_000
+IVF_FROM = 2_000_000
+HNSW_DEFAULTS = {"M": 32, "ef_construction": 100, "ef_search": 128}
+IVF_DEFAULT_NPROBE = 32
+PQ_BITS = 8
+MIN_POINTS_PER_CENTROID = 39  # faiss warns below this many training points per centroid
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    """Which faiss index to build and with what parameters."""
+
+    kind: str
+    params: dict = field(default_factory=dict)
+    chosen_by: str = "user"
+
+    @property
+    def factory_string(self) -> str:
+        """The faiss ``index_factory`` description, wrapped in an id map for 64-bit ids."""
+        if self.kind == "flat":
+            inner = "Flat"
+        elif self.kind == "hnsw":
+            inner = f"HNSW{self.params['M']},Flat"
+        else:
+            storage = f"PQ{self.params['pq_m']}x{PQ_BITS}" if self.params.get("pq_m") else "Flat"
+            inner = f"IVF{self.params['nlist']},{storage}"
+        return f"IDMap2,{inner}"
+
+    @property
+    def needs_training(self) -> bool:
+        return self.kind == "ivf"
+
+    def training_size(self, count: int) -> int:
+        """How many vectors are buffered (from the start of the stream) to train an IVF index."""
+        if not self.needs_training:
+            return 0
+        wanted = 64 * self.params["nlist"]
+        if self.params.get("pq_m"):
+            wanted = max(wanted, 64 * 2**PQ_BITS)
+        return min(count, max(wanted, 10_000), 500_000)
+
+    def create(self, dimension: int) -> faiss.Index:
+        """A new, empty faiss index for vectors of ``dimension``."""
+        index = faiss.index_factory(dimension, self.factory_string, faiss.METRIC_INNER_PRODUCT)
+        if self.kind == "hnsw":
+            faiss.downcast_index(faiss.downcast_index(index).index).hnsw.efConstruction = self.params["ef_construction"]
+        apply_search_params(index, self)
+        return index
+
+
+def apply_search_params(index: faiss.Index, spec: IndexSpec, **overrides: int) -> None:
+    """Set the search-time knobs (efSearch for HNSW, nprobe for IVF) stored in ``spec`` or given."""
+    inner = faiss.downcast_index(faiss.downcast_index(index).index)
+    if spec.kind == "hnsw":
+        inner.hnsw.efSearch = int(overrides.get("ef_search") or spec.params["ef_search"])
+    elif spec.kind == "ivf":
+        inner.nprobe = int(overrides.get("nprobe") or spec.params["nprobe"])
+
+
+def choose_index_spec(count: int, dimension: int, index_type: str = "auto", pq: bool = False,
+                      **params: int) -> IndexSpec:
+    """The index for ``count`` vectors of ``dimension``: ``index_type`` 'auto' picks by size (module doc);
+    keyword ``params`` (M, ef_construction, ef_search, nlist, nprobe, pq_m) override the defaults."""
+    if index_type not in ("auto", *INDEX_TYPES):
+        raise ValueError(f"unknown index type {index_type!r}; use auto, {', '.join(INDEX_TYPES)}")
+    chosen_by = "user"
+    if index_type == "auto":
+        index_type = "flat" if count < FLAT_BELOW else "hnsw" if count < IVF_FROM else "ivf"
+        chosen_by = f"default for {count:,} documents"
+    if pq and index_type != "ivf":
+        raise ValueError("product quantisation (pq) is only offered with the ivf index type; pass index_type='ivf'")
+    if index_type == "flat":
+        unknown = set(params)
+        spec_params: dict = {}
+    elif index_type == "hnsw":
+        unknown = set(params) - set(HNSW_DEFAULTS)
+        spec_params = {**HNSW_DEFAULTS, **params}
+    else:
+        unknown = set(params) - {"nlist", "nprobe", "pq_m"}
+        spec_params = _ivf_params(count, dimension, pq, params)
+    if unknown:
+        raise ValueError(f"parameters {sorted(unknown)} do not apply to a {index_type} index")
+    return IndexSpec(kind=index_type, params=spec_params, chosen_by=chosen_by)
+
+
+def _ivf_params(count: int, dimension: int, pq: bool, params: dict) -> dict:
+    largest_nlist = max(1, count // MIN_POINTS_PER_CENTROID)
+    nlist = params.get("nlist") or min(largest_nlist, max(1, round(4 * math.sqrt(count))))
+    if nlist > count:
+        raise ValueError(f"nlist={nlist} is more than the {count} documents to train on; use at most {largest_nlist}")
+    result = {"nlist": int(nlist), "nprobe": int(params.get("nprobe") or min(nlist, IVF_DEFAULT_NPROBE))}
+    if pq or params.get("pq_m"):
+        pq_m = int(params.get("pq_m") or _default_pq_m(dimension))
+        if dimension % pq_m:
+            raise ValueError(f"pq_m={pq_m} must divide the embedding dimension {dimension}")
+        needed = MIN_POINTS_PER_CENTROID * 2**PQ_BITS
+        if count < needed:
+            raise ValueError(
+                f"product quantisation needs at least {needed:,} documents to train its {2**PQ_BITS} codes per "
+                f"sub-vector, the corpus has {count:,}; use ivf without pq, hnsw or flat"
+            )
+        result["pq_m"] = pq_m
+    return result
+
+
+def _default_pq_m(dimension: int) -> int:
+    """One byte per 8 dimensions (384 -> 48 bytes a vector, 32x smaller than float32)."""
+    for pq_m in (dimension // 8, dimension // 4, dimension // 2, dimension):
+        if pq_m and dimension % pq_m == 0:
+            return pq_m
+    return dimension
