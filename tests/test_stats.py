@@ -27,11 +27,10 @@ from st_pooling.evaluation.item_scores import (
     sts_item_scores_from_cosines,
     top_k_by_cosine,
 )
+from st_pooling.evaluation.report import format_comparison_table, format_wilcoxon_table
 from st_pooling.evaluation.stats import (
     BootstrapResult,
     WilcoxonResult,
-    format_comparison_table,
-    format_wilcoxon_table,
     minimum_tasks_for_wilcoxon,
     paired_bootstrap,
     significance_mark,

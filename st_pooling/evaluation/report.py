@@ -6,10 +6,111 @@ import csv
 from pathlib import Path
 
 from st_pooling.evaluation.compare import Comparison, safe_name
-from st_pooling.evaluation.stats import format_comparison_table, format_wilcoxon_table, significance_mark
+from collections.abc import Mapping
+
+from st_pooling.evaluation.stats import (
+    DEFAULT_ALPHA,
+    BootstrapResult,
+    WilcoxonResult,
+    minimum_tasks_for_wilcoxon,
+    significance_mark,
+)
 
 CSV_COLUMNS = ["task", "task_type", "metric", "pooling", "score", "reference", "difference", "ci_low", "ci_high",
                "p_value", "significant"]
+
+
+def _signed(value: float, digits: int) -> str:
+    return f"{value:+.{digits}f}"
+
+
+def format_difference(result: BootstrapResult, digits: int = 4, alpha: float = DEFAULT_ALPHA) -> str:
+    """"+0.0098 [+0.0021, +0.0170]*": difference, percentile interval, significance mark."""
+    return (
+        f"{_signed(result.difference, digits)} "
+        f"[{_signed(result.ci_low, digits)}, {_signed(result.ci_high, digits)}]"
+        f"{significance_mark(result.p_value, alpha)}"
+    )
+
+
+def format_comparison_table(
+    scores: Mapping[str, Mapping[str, float]],
+    reference: str,
+    bootstrap: Mapping[str, Mapping[str, BootstrapResult]],
+    digits: int = 4,
+    alpha: float = DEFAULT_ALPHA,
+) -> str:
+    """Markdown table: one row per task, for each pooling its (mteb) score and, for every
+    pooling but ``reference``, the bootstrap difference to the reference with its interval
+    and a "*" where p < alpha.
+
+    Args:
+        scores: pooling name -> task name -> main score (the headline mteb number).
+        reference: the pooling the others are compared with; must be a key of ``scores``.
+        bootstrap: pooling name -> task name -> ``paired_bootstrap(pooling, reference)``;
+            a missing entry shows as "n/a".
+    """
+    if reference not in scores:
+        raise ValueError(f"reference pooling {reference!r} is not among the scored poolings {sorted(scores)}")
+    others = [name for name in scores if name != reference]
+    tasks = sorted({task for per_task in scores.values() for task in per_task})
+    confidence = next(
+        (r.confidence for per_task in bootstrap.values() for r in per_task.values()), 0.95
+    )
+    header = ["task", reference]
+    for name in others:
+        header += [name, f"{name} − {reference} [{confidence:.0%} CI]"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for task in tasks:
+        cells = [task, _format_score(scores[reference].get(task), digits)]
+        for name in others:
+            result = bootstrap.get(name, {}).get(task)
+            cells.append(_format_score(scores[name].get(task), digits))
+            cells.append(format_difference(result, digits, alpha) if result is not None else "n/a")
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append(f"\\* p < {alpha} (paired bootstrap over the task's items).")
+    return "\n".join(lines)
+
+
+def format_wilcoxon_table(
+    results: Mapping[str, Mapping[str, WilcoxonResult]],
+    reference: str,
+    digits: int = 4,
+    alpha: float = DEFAULT_ALPHA,
+) -> str:
+    """Markdown table in the style of the study: one row per pooling, one column per task
+    type, each cell the mean score difference to ``reference`` with "*" where the Wilcoxon
+    test across that type's tasks gives p < alpha ("(n/a)" where p could not be computed).
+
+    Args:
+        results: pooling name -> task type -> ``wilcoxon_across_tasks(pooling, reference)``.
+    """
+    task_types = sorted({t for per_type in results.values() for t in per_type})
+    lines = [
+        "| pooling | " + " | ".join(task_types) + " |",
+        "|" + "---|" * (len(task_types) + 1),
+    ]
+    for name, per_type in results.items():
+        cells = [f"{name} − {reference}"]
+        for task_type in task_types:
+            result = per_type.get(task_type)
+            if result is None:
+                cells.append("")
+                continue
+            mark = significance_mark(result.p_value, alpha) if result.p_value is not None else " (n/a)"
+            cells.append(f"{_signed(result.mean_difference, digits)}{mark}")
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append(
+        f"\\* p < {alpha}, two-sided Wilcoxon signed-rank test across the tasks of the type; "
+        f"(n/a): fewer than {minimum_tasks_for_wilcoxon(alpha)} tasks with a non-zero difference."
+    )
+    return "\n".join(lines)
+
+
+def _format_score(score: float | None, digits: int) -> str:
+    return "" if score is None else f"{score:.{digits}f}"
 
 
 def csv_rows(comparison: Comparison) -> list[dict[str, object]]:
