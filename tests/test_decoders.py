@@ -454,3 +454,21 @@ def last_real_positions(mask: torch.Tensor) -> torch.Tensor:
 
 def last_real_ids(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return ids.gather(1, last_real_positions(mask).unsqueeze(1)).squeeze(1)  # (batch,)
+
+
+# ---------------------------------------------------------------- every st-pooling module on decoders
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_every_pooling_works_on_decoders_in_both_attention_modes(tiny_folders, architecture):
+    """build_model on a decoder: every registered pooling gives finite embeddings that do not depend on batch mates."""
+    from st_pooling import POOLINGS, build_model
+
+    texts = ["the cat sat", "we eat bread and drink tea with the cat", "tea"]
+    for mode in ["causal", "bidirectional"]:
+        for name in sorted(POOLINGS):
+            model = build_model(tiny_folders[architecture], name, attention_mode=mode, device="cpu")
+            assert model[0].attention_mode == mode
+            together = model.encode(texts, batch_size=3, convert_to_numpy=True)
+            alone = np.stack([model.encode([text], convert_to_numpy=True)[0] for text in texts])
+            assert np.isfinite(together).all(), (name, mode)
+            np.testing.assert_allclose(together, alone, rtol=0, atol=2e-5, err_msg=f"{name} {mode}")
