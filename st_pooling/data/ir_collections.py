@@ -52,13 +52,16 @@ def parse_smart_file(file_path: Path) -> list[SmartRecord]:
             current_field = None
         elif match and match.group(2) is None:
             if not records:
-                raise DataFormatError(file_path, f"field '.{match.group(1)}' appears before the first '.I' record", line_number)
+                message = f"field '.{match.group(1)}' appears before the first '.I' record"
+                raise DataFormatError(file_path, message, line_number)
             current_field = records[-1].fields.setdefault(match.group(1), [])
             current_field.append("")
         elif line.strip():
             if current_field is None:
                 raise DataFormatError(
-                    file_path, f"text outside any field: expected a '.I'/'.T'/'.W' ... line, found {line[:60]!r}", line_number
+                    file_path,
+                    f"text outside any field: expected a '.I'/'.T'/'.W' ... line, found {line[:60]!r}",
+                    line_number,
                 )
             current_field[-1] += " " + line.strip()
     if not records:
@@ -111,7 +114,8 @@ def load_cranfield(path: str | Path) -> RetrievalData:
         if not cells:
             continue
         if len(cells) != 3:
-            raise DataFormatError(qrels_path, f"expected 3 columns (query, document, code), found {len(cells)}", line_number)
+            message = f"expected 3 columns (query, document, code), found {len(cells)}"
+            raise DataFormatError(qrels_path, message, line_number)
         query = str(parse_int(cells[0], qrels_path, line_number, "the query position"))
         doc = str(parse_int(cells[1], qrels_path, line_number, "the document id"))
         code = parse_int(cells[2], qrels_path, line_number, "the relevance code")
@@ -147,7 +151,8 @@ def load_cisi(path: str | Path) -> RetrievalData:
         if not cells:
             continue
         if len(cells) != 4:
-            raise DataFormatError(rel_path, f"expected 4 columns (query, document, 0, 0.000000), found {len(cells)}", line_number)
+            message = f"expected 4 columns (query, document, 0, 0.000000), found {len(cells)}"
+            raise DataFormatError(rel_path, message, line_number)
         query = str(parse_int(cells[0], rel_path, line_number, "the query id"))
         doc = str(parse_int(cells[1], rel_path, line_number, "the document id"))
         parse_float(cells[3], rel_path, line_number, "the score column")

@@ -48,8 +48,8 @@ def load_stsbenchmark(path: str | Path, split: str = "test") -> STSData:
         score = parse_float(row[4], file_path, line_number, "the similarity score (column 5)")
         if not 0.0 <= score <= 5.0:
             raise DataFormatError(file_path, f"similarity score {score} is outside 0-5", line_number)
-        sentences1.append(row[5])
-        sentences2.append(row[6])
+        sentences1.append(row[5].strip())
+        sentences2.append(row[6].strip())
         scores.append(score)
     if not scores:
         raise DataFormatError(file_path, "the file holds no sentence pairs")
@@ -84,15 +84,17 @@ def load_sick(path: str | Path, split: str = "test") -> STSData:
         cells = line.split("\t")
         if len(cells) != len(header):
             raise DataFormatError(
-                file_path, f"expected {len(header)} tab-separated columns like the header, found {len(cells)}", line_number
+                file_path,
+                f"expected {len(header)} tab-separated columns like the header, found {len(cells)}",
+                line_number,
             )
         if cells[column["SemEval_set"]] != wanted:
             continue
         score = parse_float(cells[column["relatedness_score"]], file_path, line_number, "relatedness_score")
         if not 1.0 <= score <= 5.0:
             raise DataFormatError(file_path, f"relatedness_score {score} is outside 1-5", line_number)
-        sentences1.append(cells[column["sentence_A"]])
-        sentences2.append(cells[column["sentence_B"]])
+        sentences1.append(cells[column["sentence_A"]].strip())
+        sentences2.append(cells[column["sentence_B"]].strip())
         scores.append(score)
     if not scores:
         raise DataFormatError(file_path, f"no pair has SemEval_set == {wanted!r}")

@@ -130,7 +130,8 @@ class ClassificationData:
                     raise ValueError(f"{split}_labels[{index}] must be a str or int, got {label!r}")
         if len(set(self.train_labels)) < 2:
             raise ValueError(
-                f"ClassificationData needs at least two classes in the train split, found {sorted(set(self.train_labels))}"
+                "ClassificationData needs at least two classes in the train split, "
+                f"found {sorted(set(self.train_labels))}"
             )
 
     @property

@@ -22,16 +22,18 @@ class MultiLayerTrainablePooling(_AttentionHead):
     that layer stack, apply a feed-forward and take the mean over latents. Output size = model dimension.
 
     ``layers`` optionally picks a subset of hidden layers (1-based, layer 0 is the embedding output and is always
-    left out, as in the paper). Needs the Transformer to output hidden states (``build_model`` turns them on).
+    left out, as in the paper). ``exclude_first_token`` leaves each text's first token out of the summaries: in a
+    causal decoder it is an attention sink whose state dominates the middle layers. Needs the Transformer to output hidden states (``build_model`` turns them on).
     """
 
     name = "mltp"
     needs_layers = True
-    config_keys: list[str] = _AttentionHead.config_keys + ["num_layers", "layers", "layer_summary"]
+    config_keys: list[str] = _AttentionHead.config_keys + ["num_layers", "layers", "layer_summary",
+                                                           "exclude_first_token"]
 
     def __init__(self, embedding_dimension: int, num_layers: int, layers: list[int] | None = None,
                  layer_summary: str = "mean", num_latents: int | None = None, num_heads: int | None = None,
-                 ffn_multiplier: int | None = None) -> None:
+                 ffn_multiplier: int | None = None, exclude_first_token: bool = False) -> None:
         super().__init__(embedding_dimension, num_latents, num_heads, ffn_multiplier)
         if layer_summary not in LAYER_SUMMARIES:
             raise ValueError(f"layer_summary must be one of {sorted(LAYER_SUMMARIES)}, got {layer_summary!r}")
@@ -41,19 +43,28 @@ class MultiLayerTrainablePooling(_AttentionHead):
         if bad:
             raise ValueError(f"layers must lie in 1..{self.num_layers} (the base model's hidden layers), got {bad}")
         self.layer_summary = layer_summary
+        self.exclude_first_token = bool(exclude_first_token)
         self.layer_embedding = nn.Parameter(torch.zeros(len(self.layers), embedding_dimension))
         nn.init.normal_(self.layer_embedding, std=0.02)
 
     def pool_features(self, features: dict[str, Any]) -> Tensor:
+        stack = self.layer_stack(features)
+        return self.pool_layer_stack(stack).to(stack.dtype)
+
+    def layer_stack(self, features: dict[str, Any]) -> Tensor:
+        """The per-layer summaries MLTP attends to: (batch, len(layers), dim), in the states' dtype.
+
+        The frozen-feature cache stores exactly this, so training on cached features and pooling live agree."""
         layer_states, mask = read_layer_states(features, type(self).__name__)
         if len(layer_states) != self.num_layers + 1:
             raise ValueError(
                 f"{type(self).__name__} was built for a base model with {self.num_layers} hidden layers but received "
                 f"{len(layer_states) - 1}; rebuild it for this base model with st_pooling.build_model"
             )
+        if self.exclude_first_token:  # a causal decoder's attention sink dominates its middle layers' means
+            mask = F.drop_first_token(mask)
         summarise = LAYER_SUMMARIES[self.layer_summary]
-        stack = torch.stack([summarise(layer_states[i], mask) for i in self.layers], dim=1)  # (batch, layers, dim)
-        return self.pool_layer_stack(stack).to(layer_states[-1].dtype)
+        return torch.stack([summarise(layer_states[i], mask) for i in self.layers], dim=1)  # (batch, layers, dim)
 
     def pool_layer_stack(self, stack: Tensor) -> Tensor:
         """(batch, layers, dim) per-layer summaries -> (batch, dim); the part of MLTP that training updates."""
