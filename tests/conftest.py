@@ -8,6 +8,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from pathlib import Path  # noqa: E402
+
 import pytest  # noqa: E402
 
 SAMPLE_TEXTS = [
@@ -30,3 +32,15 @@ def minilm_path() -> str:
 @pytest.fixture(scope="session")
 def sample_texts() -> list[str]:
     return list(SAMPLE_TEXTS)
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The shared benchmark data (../shared/data or $ST_POOLING_DATA_DIR); tests that need it skip without it."""
+    from st_pooling.data import shared_data_dir
+
+    folder = shared_data_dir()
+    if folder is None or not folder.is_dir():
+        pytest.skip("the shared benchmark data is not available: set ST_POOLING_DATA_DIR to the folder holding "
+                    "stsbenchmark/, sick/, cranfield/, ...")
+    return folder

@@ -42,17 +42,6 @@ from st_pooling.data.embedded import LEE_DOCUMENTS, LEE_SIMILARITIES
 from st_pooling.data.types import stratified_indices
 
 
-@pytest.fixture(scope="module")
-def data_dir() -> Path:
-    folder = shared_data_dir()
-    if folder is None or not folder.is_dir():
-        pytest.skip(
-            "the shared benchmark data is not available: set ST_POOLING_DATA_DIR to the folder holding "
-            "stsbenchmark/, sick/, ..."
-        )
-    return folder
-
-
 # --- real files: row counts and quirks ---------------------------------------------------------------
 
 

@@ -37,9 +37,9 @@ from st_pooling.index import (  # noqa: E402
     recall_against_exact,
 )
 from st_pooling.cli import main as index_cli  # noqa: E402
+from st_pooling.data import shared_data_dir  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-DATA_DIR = Path(os.environ.get("ST_POOLING_DATA_DIR", REPO.parent / "shared" / "data"))
+DATA_DIR = shared_data_dir() or Path("../shared/data")
 CRANFIELD = DATA_DIR / "cranfield"
 needs_cranfield = pytest.mark.skipif(not (CRANFIELD / "cran.all.1400").is_file(),
                                      reason=f"Cranfield not found under {DATA_DIR} (set ST_POOLING_DATA_DIR)")

@@ -54,17 +54,6 @@ def embedded_run(minilm: SentenceTransformer, tmp_path_factory: pytest.TempPathF
     return {task_result.task_name: task_result for task_result in result.task_results}, cache_path
 
 
-@pytest.fixture(scope="module")
-def data_dir() -> Path:
-    folder = shared_data_dir()
-    if folder is None or not folder.is_dir():
-        pytest.skip(
-            "the shared benchmark data is not available: set ST_POOLING_DATA_DIR to the folder holding "
-            "stsbenchmark/, sick/, ..."
-        )
-    return folder
-
-
 # --- registry and construction ----------------------------------------------------------------------
 
 
