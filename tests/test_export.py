@@ -232,3 +232,21 @@ def test_export_refuses_ambiguous_or_empty_sources(saved_model, mteb_cache, tmp_
         export_results(folder, mteb_cache, tmp_path / "out", NAME, license="apache-2.0", source_revision="other")
     with pytest.raises(ValueError, match="nothing to export"):
         export_results(folder, [], tmp_path / "out", NAME, license="apache-2.0")
+
+
+def test_st_pooling_head_exports_and_reloads_through_the_meta_loader(tmp_path):
+    """An st-pooling model (MiniLM + MLTP head): ModelMeta counts the head, its loader rebuilds the same model."""
+    from st_pooling import build_model
+
+    torch.manual_seed(0)
+    model = build_model("minilm", "mltp", device="cpu", max_seq_length=64)
+    folder = tmp_path / "minilm-mltp"
+    model.save(str(folder))
+    meta = model_meta_for(folder, "st-pooling-test/minilm-mltp", REVISION, license="apache-2.0")
+    ModelMeta.model_validate(meta.model_dump())
+    assert meta.n_parameters == sum(p.numel() for p in model.parameters())
+    assert meta.n_parameters - sum(p.numel() for p in model[0].parameters()) == model[1].num_parameters() > 0
+    assert meta.embed_dim == 384
+    rebuilt = meta.load_model()
+    np.testing.assert_allclose(rebuilt.model.encode(TEXTS, convert_to_numpy=True),
+                               model.encode(TEXTS, convert_to_numpy=True), rtol=0, atol=1e-6)
