@@ -15,7 +15,7 @@ from scipy.stats import spearmanr
 from sentence_transformers import SentenceTransformer
 
 from st_pooling.data import ClassificationData, ClusteringData, RetrievalData, STSData, shared_data_dir
-from st_pooling.evaluation import tasks as tasks_module
+from st_pooling.evaluation import local_tasks as local_tasks_module
 from st_pooling.evaluation.tasks import (
     EMBEDDED_DEFAULT_TASKS,
     LOCAL_TASKS,
@@ -101,7 +101,7 @@ def test_get_task_errors() -> None:
 
 
 def test_shared_task_without_a_data_folder(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tasks_module, "shared_data_dir", lambda: None)
+    monkeypatch.setattr(local_tasks_module, "shared_data_dir", lambda: None)
     with pytest.raises(FileNotFoundError, match="pass data_dir=.*ST_POOLING_DATA_DIR"):
         task_data("LocalCranfield")
 

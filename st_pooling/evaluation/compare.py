@@ -25,7 +25,7 @@ from st_pooling.evaluation.item_scores import (
 )
 from st_pooling.evaluation.runner import PoolingEncoder, PoolingSpec, SharedForwardEmbedder
 from st_pooling.evaluation.stats import BootstrapResult, WilcoxonResult, paired_bootstrap, wilcoxon_by_task_type
-from st_pooling.evaluation.tasks import LocalTask
+from st_pooling.evaluation.local_tasks import LocalTask
 from st_pooling.models import build_transformer, pooling_for
 from st_pooling.modules import pooling_class
 
