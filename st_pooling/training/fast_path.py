@@ -1,0 +1,200 @@
+"""Head-only training on cached features: the base runs once, then every epoch only touches the head.
+
+The model is the ordinary ``SentenceTransformer`` [Transformer, head, (Normalize)]. The head is trained in place, so
+afterwards the same model object (and a saved copy of it) embeds live texts with the trained head.
+
+Loss math is shared with the trainer path: the loss is the same sentence-transformers object
+(:func:`st_pooling.training.losses.make_loss`), called through its ``compute_loss_from_embeddings`` with the
+embeddings the head makes of cached features, followed by the model's own modules after the head (Normalize). The
+trainer path calls the same method after embedding the columns live. Batching follows the HF Trainer's defaults: a
+seeded random order per epoch, the last partial batch kept, AdamW without weight decay, a linear schedule with
+optional warm-up.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from scipy.stats import spearmanr
+from sentence_transformers import SentenceTransformer
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from st_pooling.modules.base import PoolingModule
+from st_pooling.training.data import PairData, ScoredPairData, TrainingData
+from st_pooling.training.features import FeatureCache
+
+
+@dataclass
+class EpochRecord:
+    """One epoch: mean training loss, dev score (higher is better) and its name, wall seconds of the training steps
+    (dev evaluation and checkpoint saving excluded)."""
+
+    epoch: int
+    train_loss: float
+    dev_score: float | None
+    dev_metric: str | None
+    seconds: float
+
+
+@dataclass
+class FastPathResult:
+    history: list[EpochRecord] = field(default_factory=list)
+    best_epoch: int | None = None
+    best_dev_score: float | None = None
+    stopped_early: bool = False
+
+
+def pooling_position(model: SentenceTransformer) -> int:
+    """Index of the pooling head in ``model``'s modules."""
+    for position, module in enumerate(model):
+        if isinstance(module, PoolingModule):
+            return position
+    raise ValueError("the model has no st-pooling pooling module; build it with st_pooling.build_model")
+
+
+class CachedHeadEmbedder:
+    """Embeds texts from a :class:`FeatureCache` with ``model``'s head and the modules after it (Normalize)."""
+
+    def __init__(self, model: SentenceTransformer, cache: FeatureCache) -> None:
+        position = pooling_position(model)
+        self.head: PoolingModule = model[position]
+        self.after = [model[i] for i in range(position + 1, len(model))]
+        cache.check_fits(self.head)
+        self.cache = cache
+        self.device = next(iter(self.head.parameters()), torch.empty(0)).device
+
+    def __call__(self, texts: Sequence[str]) -> Tensor:
+        features = {"sentence_embedding": self.cache.pool(self.head, texts, self.device)}  # (batch, dim)
+        for module in self.after:
+            features = module(features)
+        return features["sentence_embedding"]
+
+    @torch.no_grad()
+    def encode(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
+        was_training = self.head.training
+        self.head.eval()
+        try:
+            parts = [self(texts[i:i + batch_size]).float().cpu().numpy() for i in range(0, len(texts), batch_size)]
+        finally:
+            self.head.train(was_training)
+        return np.concatenate(parts) if parts else np.empty((0, self.head.get_embedding_dimension()), np.float32)
+
+
+def _columns(data: TrainingData) -> list[list[str]]:
+    return list(data.columns().values())
+
+
+def _labels(data: TrainingData, rows: Sequence[int]) -> Tensor | None:
+    if isinstance(data, ScoredPairData):
+        return torch.tensor([data.scores[i] for i in rows], dtype=torch.float32)
+    return None
+
+
+def batch_loss(loss: nn.Module, embed: Callable[[Sequence[str]], Tensor], data: TrainingData,
+               rows: Sequence[int]) -> Tensor:
+    """The loss of one batch ``rows`` of ``data``: every column embedded, then the ST loss's own math."""
+    embeddings = [embed([column[i] for i in rows]) for column in _columns(data)]
+    labels = _labels(data, rows)
+    if labels is not None:
+        labels = labels.to(embeddings[0].device)
+    return loss.compute_loss_from_embeddings(embeddings, labels)
+
+
+def cosine_spearman(emb1: np.ndarray, emb2: np.ndarray, scores: Sequence[float]) -> float:
+    """Spearman correlation between the pairs' cosine similarities and their gold scores (ST's spearman_cosine)."""
+    a = emb1 / np.maximum(np.linalg.norm(emb1, axis=1, keepdims=True), 1e-12)
+    b = emb2 / np.maximum(np.linalg.norm(emb2, axis=1, keepdims=True), 1e-12)
+    return float(spearmanr((a * b).sum(axis=1), scores).statistic)
+
+
+def dev_score(embedder: CachedHeadEmbedder, loss: nn.Module, dev: TrainingData, batch_size: int) -> tuple[float, str]:
+    """Scored dev pairs: cosine Spearman (higher is better). Other dev data: minus the mean dev loss."""
+    if isinstance(dev, ScoredPairData):
+        return cosine_spearman(embedder.encode(dev.texts1), embedder.encode(dev.texts2), dev.scores), \
+            "spearman_cosine"
+    with torch.no_grad():
+        losses = [float(batch_loss(loss, embedder, dev, range(i, min(i + batch_size, len(dev)))))
+                  for i in range(0, len(dev), batch_size)]
+    return -float(np.mean(losses)), "neg_loss"
+
+
+def linear_schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int):
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / max(1, warmup_steps)
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def train_head_on_cache(model: SentenceTransformer, cache: FeatureCache, train: TrainingData, loss: nn.Module, *,
+                        dev: TrainingData | None = None, epochs: int = 1, batch_size: int = 32,
+                        learning_rate: float = 1e-3, weight_decay: float = 0.0, warmup_ratio: float = 0.0,
+                        seed: int = 0, early_stopping_patience: int | None = None, max_steps: int | None = None,
+                        show_progress_bar: bool = True) -> FastPathResult:
+    """Train ``model``'s pooling head on ``cache`` (which must hold every train and dev text).
+
+    Evaluates on ``dev`` after each epoch, keeps the best epoch's head weights (restored at the end) and stops after
+    ``early_stopping_patience`` epochs without improvement. ``max_steps`` caps the optimizer steps (benchmarks).
+    """
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    torch.manual_seed(seed)
+    embedder = CachedHeadEmbedder(model, cache)
+    head = embedder.head
+    parameters = [p for p in head.parameters() if p.requires_grad]
+    if not parameters:
+        raise ValueError(f"{type(head).__name__} has no trainable parameters: there is nothing to train")
+    optimizer = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=weight_decay)
+    steps_per_epoch = math.ceil(len(train) / batch_size)
+    total_steps = min(steps_per_epoch * epochs, max_steps or math.inf)
+    scheduler = linear_schedule(optimizer, int(total_steps), int(warmup_ratio * total_steps))
+    generator = torch.Generator().manual_seed(seed)
+    result = FastPathResult()
+    best_state, since_best, step = None, 0, 0
+    for epoch in range(1, epochs + 1):
+        started = time.perf_counter()
+        head.train()
+        order = torch.randperm(len(train), generator=generator).tolist()
+        losses = []
+        for start in tqdm(range(0, len(order), batch_size), desc=f"epoch {epoch} (cached features)",
+                          disable=not show_progress_bar):
+            if step >= total_steps:
+                break
+            value = batch_loss(loss, embedder, train, order[start:start + batch_size])
+            optimizer.zero_grad(set_to_none=True)
+            value.backward()
+            optimizer.step()
+            scheduler.step()
+            losses.append(value.item())
+            step += 1
+        train_seconds = time.perf_counter() - started
+        score, metric = dev_score(embedder, loss, dev, batch_size) if dev is not None else (None, None)
+        result.history.append(EpochRecord(epoch, float(np.mean(losses)) if losses else math.nan, score, metric,
+                                          train_seconds))
+        if score is not None:
+            if result.best_dev_score is None or score > result.best_dev_score:
+                result.best_epoch, result.best_dev_score, since_best = epoch, score, 0
+                best_state = copy.deepcopy(head.state_dict())
+            else:
+                since_best += 1
+                if early_stopping_patience is not None and since_best >= early_stopping_patience:
+                    result.stopped_early = True
+                    break
+        if step >= total_steps:
+            break
+    if best_state is not None:
+        head.load_state_dict(best_state)
+    head.eval()
+    return result
+
+
+__all__ = ["CachedHeadEmbedder", "EpochRecord", "FastPathResult", "PairData", "batch_loss", "cosine_spearman",
+           "train_head_on_cache"]
