@@ -10,6 +10,7 @@ import sys
 import time
 
 from st_pooling.index.cli import add_index_commands
+from st_pooling.search.cli import add_search_command
 from st_pooling.training.cli import add_train_command
 
 DEFAULT_POOLINGS = ["mean", "max", "cls", "last_token", "weighted_mean", "gem"]
@@ -90,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_list_command(subparsers)
     add_index_commands(subparsers)
     add_train_command(subparsers)
+    add_search_command(subparsers)
     return parser
 
 

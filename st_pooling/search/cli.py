@@ -1,0 +1,103 @@
+"""`st-pooling search`: pick a pooling configuration with predictive early stopping (or successive halving)."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+
+def add_search_command(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``st-pooling search`` on the main parser's subparsers."""
+    parser = subparsers.add_parser(
+        "search", help="search pooling configurations with learning-curve prediction and early stopping",
+        description="Train candidate pooling heads on cached features of the frozen base, record the dev score at "
+                    "fixed points of each learning curve, and stop a candidate when a regression on its curve so far "
+                    "says its final score is unlikely to beat the best so far (Baker et al. 2017). Writes the best "
+                    "model (best_model/), report.md (all candidates), curves.png and summary.json to --output. "
+                    "Run the same command again to continue an interrupted search.")
+    space = parser.add_argument_group("search space (a file, or options; options given override the file)")
+    space.add_argument("--space", default=None, help="a .yaml/.yml/.json search-space file (see docs/search.md)")
+    space.add_argument("--poolings", nargs="+", default=None, metavar="SPEC",
+                       help="pooling specs, e.g. weighted_sum gem latent_attention:num_latents=4 "
+                            "mltp:layers=4+5+6 (each tried with every --lrs)")
+    space.add_argument("--lrs", nargs="+", type=float, default=None, metavar="LR", help="learning rates to try")
+    space.add_argument("--model", dest="base", default=None, help="base model (default minilm)")
+    space.add_argument("--train", default=None, help="training source (default stsb)")
+    space.add_argument("--dev", default=None, help="dev source (default stsb:dev)")
+    space.add_argument("--max-train", type=int, default=None, help="seeded subset of the training rows")
+    space.add_argument("--max-dev", type=int, default=None, help="seeded subset of the dev rows")
+    space.add_argument("--steps", type=int, default=None, help="training steps of a full run (default 120)")
+    space.add_argument("--eval-every", type=int, default=None, help="steps between curve points (default 10)")
+    space.add_argument("--batch-size", type=int, default=None)
+    space.add_argument("--max-seq-length", type=int, default=None)
+    space.add_argument("--loss", choices=["cosent", "angle", "mnrl"], default=None)
+    space.add_argument("--seed", type=int, default=None)
+    space.add_argument("--data-dir", default=None, help="folder holding stsbenchmark/, sick/, ...")
+    how = parser.add_argument_group("strategy")
+    how.add_argument("--strategy", choices=["predictive", "halving", "all"], default="predictive")
+    how.add_argument("--threshold", type=float, default=None,
+                     help="predictive: stop when P(final > best so far) is below this (default 0.05)")
+    how.add_argument("--bootstrap", type=int, default=None,
+                     help="predictive: candidates trained to the end before any is stopped (default 3)")
+    how.add_argument("--predictor", choices=["forest", "svr"], default=None,
+                     help="predictive: random forests or support-vector regression (default forest)")
+    how.add_argument("--eta", type=int, default=None, help="halving: keep the best 1/eta at each rung (default 3)")
+    how.add_argument("--min-steps", type=int, default=None, help="halving: budget of the first rung")
+    parser.add_argument("--output", required=True, help="folder of the search (state, best model, report)")
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 is often fastest for heads)")
+    parser.add_argument("--quiet", action="store_true", help="print only the report")
+    parser.set_defaults(handler=run_search)
+
+
+def build_space(args: argparse.Namespace):
+    from st_pooling.search.space import SearchSpaceError, load_space, space_from_options
+
+    overrides = {key: getattr(args, key) for key in ("base", "train", "dev", "max_train", "max_dev", "steps",
+                                                     "eval_every", "batch_size", "max_seq_length", "loss", "seed",
+                                                     "data_dir")}
+    if args.space:
+        if args.poolings or args.lrs:
+            raise SearchSpaceError("give the candidates either in --space or with --poolings/--lrs, not both")
+        return load_space(args.space).with_overrides(**overrides)
+    if not args.poolings or not args.lrs:
+        raise SearchSpaceError("give a search-space file (--space) or both --poolings and --lrs")
+    return space_from_options(args.poolings, args.lrs, **overrides)
+
+
+def run_search(args: argparse.Namespace) -> int:
+    import torch
+
+    from st_pooling.search.report import write_report
+    from st_pooling.search.runner import SearchTrainer
+    from st_pooling.search.strategies import SearchSession, settings_for
+
+    space = build_space(args)
+    if args.strategy == "predictive":
+        settings = settings_for("predictive", n_bootstrap=args.bootstrap, threshold=args.threshold,
+                                method=args.predictor)
+    elif args.strategy == "halving":
+        settings = settings_for("halving", eta=args.eta, min_steps=args.min_steps)
+    else:
+        settings = settings_for("all")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+
+    def progress(event: str, record) -> None:
+        if args.quiet or event == "point":
+            return
+        score = f"{record.scores[-1]:.4f}" if record.scores else "-"
+        print(f"{event:<8} {record.id:<24} {record.label:<60} step {record.steps_trained:>5} dev {score} "
+              f"{record.stop_reason or ''}", flush=True)
+
+    session = SearchSession(space, SearchTrainer(space, device=args.device), args.output, args.strategy, settings,
+                            on_event=progress)
+    if session.resumed and not args.quiet:
+        done = sum(record.status in ("finished", "stopped") for record in session.state.records.values())
+        print(f"continuing the search in {args.output}: {done} of {len(space.candidates)} candidates done")
+    session.run()
+    written = write_report(session)
+    print(written["report"].read_text(encoding="utf-8"))
+    print(f"wrote {', '.join(str(path) for path in written.values())} in {time.perf_counter() - started:.0f} s")
+    return 0

@@ -1,0 +1,258 @@
+"""Training search candidates on the frozen-feature fast path, a few steps at a time, with checkpoints.
+
+:class:`SearchTrainer` holds what every candidate shares: the training and dev data, the frozen base (loaded once
+per kind of transformer output) and the feature caches (built once per cache kind: the last layer's token states for
+token-level heads, and every layer's summary for MLTP, sliced to a candidate's layer subset). :class:`CandidateRun`
+trains one candidate's head step by step and records its dev score at the space's evaluation points, so a strategy
+can pause, resume or stop it between points. The pieces of one step are the fast path's own
+(:class:`~st_pooling.training.fast_path.CachedHeadEmbedder`, :func:`~st_pooling.training.fast_path.batch_loss`,
+:func:`~st_pooling.training.fast_path.dev_score`, its linear schedule); only the loop is here, because the fast
+path's ``train_head_on_cache`` evaluates once per epoch and cannot be paused between evaluation points.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sentence_transformers import SentenceTransformer
+from sentence_transformers.sentence_transformer.modules import Normalize, Transformer
+
+from st_pooling.models import build_transformer, pooling_for
+from st_pooling.modules.base import PoolingModule
+from st_pooling.modules.registry import pooling_class
+from st_pooling.search.space import Candidate, SearchSpace, SearchSpaceError
+from st_pooling.training.data import TrainingData, load_training_data
+from st_pooling.training.fast_path import CachedHeadEmbedder, batch_loss, dev_score, linear_schedule
+from st_pooling.training.features import LAYER_STACK, FeatureCache, build_feature_cache, cache_kind
+from st_pooling.training.losses import make_loss
+
+
+def _reads_last_token(candidate: Candidate) -> bool:
+    return candidate.pooling == "last_token" or candidate.options.get("layer_summary") == "last_token"
+
+
+class SearchTrainer:
+    """The data, frozen base and feature caches shared by all candidates of one search space."""
+
+    def __init__(self, space: SearchSpace, *, device: str | None = None, cache_dtype: str = "float16",
+                 show_progress_bar: bool = False) -> None:
+        self.space = space
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.cache_dtype = cache_dtype
+        self.show_progress_bar = show_progress_bar
+        self.train_data: TrainingData = load_training_data(space.train, data_dir=space.data_dir)
+        if space.max_train:
+            self.train_data = self.train_data.subset(space.max_train, seed=space.seed)
+        self.dev_data: TrainingData = load_training_data(space.dev, data_dir=space.data_dir, split="dev")
+        if space.max_dev:
+            self.dev_data = self.dev_data.subset(space.max_dev, seed=space.seed)
+        self._transformers: dict[tuple[bool, bool], Transformer] = {}
+        self._caches: dict[str, FeatureCache] = {}
+        self.cache_seconds = 0.0
+
+    @property
+    def texts(self) -> list[str]:
+        return list(dict.fromkeys(self.train_data.texts() + self.dev_data.texts()))
+
+    def transformer_for(self, candidate: Candidate) -> Transformer:
+        """The frozen base with the outputs ``candidate`` needs (loaded once per kind)."""
+        needs_layers = pooling_class(candidate.pooling).needs_layers
+        key = (needs_layers, _reads_last_token(candidate))
+        if key not in self._transformers:
+            transformer = build_transformer(self.space.base, output_hidden_states=needs_layers,
+                                            max_seq_length=self.space.max_seq_length,
+                                            append_eos=True if key[1] else None)
+            for parameter in transformer.parameters():
+                parameter.requires_grad_(False)
+            self._transformers[key] = transformer.eval()
+        return self._transformers[key]
+
+    def build_head(self, candidate: Candidate) -> PoolingModule:
+        """``candidate``'s untrained head, initialised from its seed (without touching the global RNG)."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(candidate.seed)
+            try:
+                return pooling_for(self.transformer_for(candidate), candidate.pooling, **dict(candidate.options))
+            except ValueError as error:
+                raise SearchSpaceError(f"candidate {candidate.id} {candidate.label}: {error}") from None
+
+    def prepare(self) -> float:
+        """Build every candidate's head once (a bad option fails before any compute is spent) and every feature cache
+        the space needs; returns the seconds spent caching."""
+        heads = [(candidate, self.build_head(candidate)) for candidate in self.space.candidates]
+        for candidate, head in heads:
+            self.cache_for(head, self.transformer_for(candidate))
+        return self.cache_seconds
+
+    def build_model(self, candidate: Candidate) -> SentenceTransformer:
+        """A ready SentenceTransformer [frozen base, candidate's head, Normalize]; the base is shared."""
+        modules = [self.transformer_for(candidate), self.build_head(candidate), Normalize()]
+        return SentenceTransformer(modules=modules, device=self.device)
+
+    def cache_for(self, head: PoolingModule, transformer: Transformer) -> FeatureCache:
+        """The feature cache ``head`` reads: built once per kind and shared; MLTP layer subsets are slices of one
+        cache over every layer."""
+        kind, options = cache_kind(head)
+        if kind != LAYER_STACK:
+            return self._cache("token_states", lambda: build_feature_cache(
+                transformer, head, self.texts, dtype=self.cache_dtype, device=self.device,
+                show_progress_bar=self.show_progress_bar))
+        every_layer = list(range(1, head.num_layers + 1))
+
+        def build_every_layer() -> FeatureCache:
+            with torch.random.fork_rng(devices=[]):
+                full_head = type(head)(head.embedding_dimension, head.num_layers, layer_summary=head.layer_summary,
+                                       num_latents=1)
+            return build_feature_cache(transformer, full_head, self.texts, dtype=self.cache_dtype, device=self.device,
+                                       show_progress_bar=self.show_progress_bar)
+
+        full = self._cache(f"layer_stack:{head.layer_summary}", build_every_layer)
+        if options["layers"] == every_layer:
+            return full
+        positions = [every_layer.index(layer) for layer in options["layers"]]
+        return FeatureCache(full.kind, full.values[:, positions, :], None, full.index,
+                            {**full.meta, "layers": list(options["layers"])})
+
+    def _cache(self, key: str, build) -> FeatureCache:
+        if key not in self._caches:
+            started = time.perf_counter()
+            self._caches[key] = build()
+            self.cache_seconds += time.perf_counter() - started
+        return self._caches[key]
+
+    def start(self, candidate: Candidate) -> CandidateRun:
+        """A fresh run of ``candidate`` at step 0 (not yet evaluated)."""
+        return CandidateRun(self, candidate)
+
+
+class CandidateRun:
+    """One candidate's head in training: its optimizer, schedule, batch order and learning curve so far.
+
+    The schedule decays linearly over the space's full ``steps``, whether or not the run gets there, so the curve
+    of a run that is stopped early is exactly the start of the curve it would have had.
+    """
+
+    def __init__(self, trainer: SearchTrainer, candidate: Candidate) -> None:
+        self.trainer, self.candidate, self.space = trainer, candidate, trainer.space
+        self.model = trainer.build_model(candidate)
+        head = self.model[1]
+        self.embedder = CachedHeadEmbedder(self.model, trainer.cache_for(head, self.model[0]))
+        self.loss = make_loss(self.space.loss, self.model, trainer.train_data)
+        parameters = [parameter for parameter in head.parameters() if parameter.requires_grad]
+        self.optimizer = torch.optim.AdamW(parameters, lr=candidate.learning_rate, weight_decay=0.0)
+        self.scheduler = linear_schedule(self.optimizer, self.space.steps, 0)
+        self.generator = torch.Generator().manual_seed(candidate.seed)
+        self.step = 0
+        self.order: list[int] = []
+        self.position = 0
+        self.steps: list[int] = []
+        self.scores: list[float] = []
+        self.seconds = 0.0
+
+    @property
+    def head(self) -> PoolingModule:
+        return self.embedder.head
+
+    def _next_rows(self) -> list[int]:
+        if self.position >= len(self.order):
+            self.order = torch.randperm(len(self.trainer.train_data), generator=self.generator).tolist()
+            self.position = 0
+        rows = self.order[self.position:self.position + self.space.batch_size]
+        self.position += self.space.batch_size
+        return rows
+
+    def _train_step(self) -> None:
+        self.head.train()
+        value = batch_loss(self.loss, self.embedder, self.trainer.train_data, self._next_rows())
+        if not math.isfinite(value.item()):
+            raise FloatingPointError(f"{self.candidate.id} {self.candidate.label}: the loss became {value.item()} at "
+                                     f"step {self.step + 1}; lower its learning rate")
+        self.optimizer.zero_grad(set_to_none=True)
+        value.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+
+    def evaluate(self) -> float:
+        score, _ = dev_score(self.embedder, self.loss, self.trainer.dev_data, 256)
+        self.head.eval()
+        return float(score) if math.isfinite(score) else float("-inf")
+
+    def next_point(self) -> tuple[int, float]:
+        """Train up to the next evaluation step (step 0: just evaluate) and record the dev score there."""
+        started = time.perf_counter()
+        if self.steps:
+            target = min(self.step + self.space.eval_every, self.space.steps)
+            while self.step < target:
+                self._train_step()
+        score = self.evaluate()
+        self.steps.append(self.step)
+        self.scores.append(score)
+        self.seconds += time.perf_counter() - started
+        return self.step, score
+
+    @property
+    def finished(self) -> bool:
+        return self.step >= self.space.steps and bool(self.steps)
+
+    # --------------------------------------------------------------------------------- checkpoints
+
+    def save_checkpoint(self, path: str | Path) -> None:
+        """Everything needed to continue exactly where the run is, written atomically."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        payload: dict[str, Any] = {
+            "candidate": self.candidate.id, "step": self.step, "steps": self.steps, "scores": self.scores,
+            "seconds": self.seconds, "order": self.order, "position": self.position,
+            "head": self.head.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "generator": self.generator.get_state(),
+        }
+        partial = path.with_name(f".{path.name}.partial")
+        torch.save(payload, partial)
+        os.replace(partial, path)
+
+    def load_checkpoint(self, path: str | Path) -> None:
+        payload = torch.load(path, map_location=self.trainer.device, weights_only=False)
+        if payload["candidate"] != self.candidate.id:
+            raise ValueError(f"checkpoint {path} belongs to {payload['candidate']}, not {self.candidate.id}")
+        self.head.load_state_dict(payload["head"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.scheduler.load_state_dict(payload["scheduler"])
+        self.generator.set_state(payload["generator"].cpu())
+        self.step, self.order, self.position = payload["step"], payload["order"], payload["position"]
+        self.steps, self.scores, self.seconds = list(payload["steps"]), list(payload["scores"]), payload["seconds"]
+
+    def save_model(self, folder: str | Path) -> Path:
+        """Save the model with this run's head, ready for ``SentenceTransformer(folder)`` after
+        ``import st_pooling``; written beside ``folder`` and renamed into place."""
+        folder = Path(folder)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        partial = folder.with_name(f".{folder.name}.partial")
+        if partial.exists():
+            _remove_tree(partial)
+        self.model.save(str(partial))
+        (partial / "search_candidate.json").write_text(json.dumps(
+            {**self.candidate.to_dict(), "label": self.candidate.label, "dev_curve_steps": self.steps,
+             "dev_curve_scores": [float(np.round(score, 6)) for score in self.scores]}, indent=2), encoding="utf-8")
+        previous = folder.with_name(f".{folder.name}.previous")
+        if folder.exists():
+            if previous.exists():
+                _remove_tree(previous)
+            os.replace(folder, previous)
+        os.replace(partial, folder)
+        if previous.exists():
+            _remove_tree(previous)
+        return folder
+
+
+def _remove_tree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,289 @@
+"""How a search spends its compute: predictive early stopping, successive halving, or training every candidate.
+
+* ``predictive`` (Baker et al. 2017): candidates are trained one after another in a seeded random order. The first
+  ``n_bootstrap`` are trained to the end to give the predictor its first curves. Every later candidate is checked at
+  each learning-curve point: the predictor (refit whenever another candidate has finished) gives a Gaussian belief over
+  its final dev score, and the candidate is stopped when P(final > best final so far) < ``threshold``.
+* ``halving`` (successive halving, the baseline): all candidates get a small budget; the best 1/eta by dev score
+  there go on to eta times the budget, and so on up to the full run.
+* ``all``: every candidate trained to the end (the reference the others are measured against).
+
+A :class:`SearchSession` owns the state file, the checkpoints and the runs in memory, so each strategy is a short
+loop over "advance this candidate to that step"; everything it decides is a function of the recorded curves, so a
+restarted search makes the same decisions and skips what is done.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+import random
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from st_pooling.search.curves import ConfigEncoder
+from st_pooling.search.predictor import METHODS, Curve, FinalScorePredictor
+from st_pooling.search.runner import CandidateRun, SearchTrainer
+from st_pooling.search.space import Candidate, SearchSpace
+from st_pooling.search.state import CandidateRecord, SearchState, open_state
+
+STRATEGIES = ("predictive", "halving", "all")
+EventCallback = Callable[[str, CandidateRecord], None]
+"""Called as ``on_event(event, record)`` with event one of 'point', 'paused', 'stopped', 'finished', after the
+state file has been written."""
+
+
+@dataclass(frozen=True)
+class PredictiveSettings:
+    """Predictive early stopping: bootstrap runs, the stop threshold, and the predictor."""
+
+    n_bootstrap: int = 3
+    threshold: float = 0.05
+    min_points: int = 2
+    method: str = "forest"
+    n_models: int = 8
+    min_std: float = 0.003
+
+    def __post_init__(self) -> None:
+        if self.n_bootstrap < 1:
+            raise ValueError(f"n_bootstrap must be >= 1 (the predictor needs finished curves), got {self.n_bootstrap}")
+        if not 0 < self.threshold < 1:
+            raise ValueError(f"threshold must lie in (0, 1), got {self.threshold}")
+        if self.min_points < 2:
+            raise ValueError(f"min_points must be >= 2, got {self.min_points}")
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.min_std <= 0:
+            raise ValueError(f"min_std must be > 0, got {self.min_std}")
+
+
+@dataclass(frozen=True)
+class HalvingSettings:
+    """Successive halving: keep the best 1/eta at each rung; ``min_steps`` is the first rung's budget."""
+
+    eta: int = 3
+    min_steps: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.eta < 2:
+            raise ValueError(f"eta must be >= 2, got {self.eta}")
+        if self.min_steps is not None and self.min_steps < 1:
+            raise ValueError(f"min_steps must be >= 1, got {self.min_steps}")
+
+
+def settings_for(strategy: str, **options: Any) -> PredictiveSettings | HalvingSettings | None:
+    """The settings object of ``strategy`` from keyword options (None values keep the defaults)."""
+    options = {key: value for key, value in options.items() if value is not None}
+    if strategy == "predictive":
+        return PredictiveSettings(**options)
+    if strategy == "halving":
+        return HalvingSettings(**options)
+    if strategy == "all":
+        if options:
+            raise ValueError(f"strategy 'all' takes no settings, got {', '.join(options)}")
+        return None
+    raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+
+
+def search_order(space: SearchSpace) -> list[Candidate]:
+    """The candidates in the seeded random order every strategy trains them in."""
+    order = list(space.candidates)
+    random.Random(space.seed).shuffle(order)
+    return order
+
+
+def rung_budgets(space: SearchSpace, settings: HalvingSettings) -> list[int]:
+    """Successive halving's budgets (steps), each a multiple of eval_every, the last the full run."""
+    n = len(space.candidates)
+    rungs = max(0, int(math.floor(math.log(n, settings.eta) + 1e-9)))
+    if settings.min_steps:
+        rungs = min(rungs, max(0, int(math.floor(math.log(space.steps / settings.min_steps, settings.eta) + 1e-9))))
+    budgets = []
+    for rung in range(rungs + 1):
+        raw = space.steps / settings.eta ** (rungs - rung)
+        budget = min(space.steps, max(space.eval_every, space.eval_every * round(raw / space.eval_every)))
+        if not budgets or budget > budgets[-1]:
+            budgets.append(budget)
+    if budgets[-1] != space.steps:
+        budgets.append(space.steps)
+    return budgets
+
+
+class SearchSession:
+    """A search in an output folder: the state file, the checkpoints, the best model, and the runs in memory."""
+
+    def __init__(self, space: SearchSpace, trainer: SearchTrainer, output: str | Path, strategy: str,
+                 settings: PredictiveSettings | HalvingSettings | None = None,
+                 on_event: EventCallback | None = None) -> None:
+        if strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+        self.space, self.trainer, self.strategy = space, trainer, strategy
+        self.settings = settings if settings is not None else settings_for(strategy)
+        self.output = Path(output)
+        self.state_path = self.output / "state.json"
+        self.state, self.resumed = open_state(self.state_path, space, strategy,
+                                              asdict(self.settings) if self.settings else {})
+        self.on_event = on_event
+        self.candidates = {candidate.id: candidate for candidate in space.candidates}
+        self.encoder = ConfigEncoder(space.candidates)
+        self._runs: dict[str, CandidateRun] = {}
+        self._predictor: FinalScorePredictor | None = None
+        self._predictor_curves: tuple[str, ...] = ()
+
+    @property
+    def best_model_dir(self) -> Path:
+        return self.output / "best_model"
+
+    def checkpoint_path(self, candidate: Candidate) -> Path:
+        return self.output / "checkpoints" / f"{candidate.id}.pt"
+
+    # ------------------------------------------------------------------------------------- running
+
+    def run(self) -> SearchState:
+        """Run (or continue) the search to its end; returns the final state."""
+        self.trainer.prepare()
+        self.state.save(self.state_path)
+        if self.strategy == "predictive":
+            self._run_predictive()
+        elif self.strategy == "halving":
+            self._run_halving()
+        else:
+            for candidate in search_order(self.space):
+                self.advance(candidate, self.space.steps)
+        return self.state
+
+    def _run_predictive(self) -> None:
+        for position, candidate in enumerate(search_order(self.space)):
+            bootstrap = position < self.settings.n_bootstrap
+            self.advance(candidate, self.space.steps, decide=None if bootstrap else self._predictive_rule)
+
+    def _run_halving(self) -> None:
+        alive = search_order(self.space)
+        budgets = rung_budgets(self.space, self.settings)
+        for rung, budget in enumerate(budgets):
+            for candidate in alive:
+                self.advance(candidate, budget)
+            if budget >= self.space.steps:
+                break
+            keep = max(1, len(alive) // self.settings.eta)
+            ranked = sorted(alive, key=lambda c: -self._score_at(self.state.record(c), budget))
+            for candidate in ranked[keep:]:
+                self.stop(candidate, f"not among the best {keep} of {len(alive)} at rung {rung} ({budget} steps)")
+            alive = ranked[:keep]
+
+    @staticmethod
+    def _score_at(record: CandidateRecord, step: int) -> float:
+        return record.scores[record.steps.index(step)] if step in record.steps else float("-inf")
+
+    def _run_of(self, candidate: Candidate) -> CandidateRun:
+        """The candidate's run: in memory, else from a checkpoint that matches the state, else from scratch."""
+        if candidate.id in self._runs:
+            return self._runs[candidate.id]
+        record = self.state.record(candidate)
+        run = self.trainer.start(candidate)
+        path = self.checkpoint_path(candidate)
+        if record.steps and path.exists():
+            try:
+                run.load_checkpoint(path)
+            except (OSError, EOFError, RuntimeError, KeyError, ValueError, pickle.UnpicklingError):
+                run = self.trainer.start(candidate)  # unreadable (cut short by the interruption): start over
+            if run.steps != record.steps:
+                run = self.trainer.start(candidate)
+        if not run.steps and record.steps:  # no usable checkpoint: retrain from the start (same seed, same curve)
+            record.steps, record.scores, record.predictions, record.seconds = [], [], [], 0.0
+        self._runs[candidate.id] = run
+        return run
+
+    def advance(self, candidate: Candidate, to_step: int,
+                decide: Callable[[Candidate, CandidateRecord], str | None] | None = None) -> CandidateRecord:
+        """Train ``candidate`` up to ``to_step`` (pausing there), to the end (finishing), or until ``decide``
+        returns a reason to stop it. Finished and stopped candidates are left as they are."""
+        record = self.state.record(candidate)
+        if record.status in ("finished", "stopped") or (record.status == "paused" and record.steps_trained >= to_step):
+            return record
+        run = self._run_of(candidate)
+        record.status = "running"
+        while not run.steps or run.step < to_step:
+            try:
+                run.next_point()
+            except FloatingPointError as error:
+                return self.stop(candidate, f"diverged: {error}")
+            record.steps, record.scores, record.seconds = list(run.steps), list(run.scores), run.seconds
+            if run.finished:
+                return self._finish(candidate, run)
+            if not math.isfinite(run.scores[-1]):
+                return self.stop(candidate, "the dev score is not a number (the head diverged)")
+            reason = decide(candidate, record) if decide is not None else None
+            if reason:
+                return self.stop(candidate, reason)
+            run.save_checkpoint(self.checkpoint_path(candidate))
+            self.state.save(self.state_path)
+            self._emit("point", record)
+        record.status = "paused"
+        self.state.save(self.state_path)
+        self._emit("paused", record)
+        return record
+
+    def stop(self, candidate: Candidate, reason: str) -> CandidateRecord:
+        record = self.state.record(candidate)
+        if record.status in ("finished", "stopped"):
+            return record
+        record.status, record.stop_reason = "stopped", reason
+        self.state.save(self.state_path)
+        self._forget(candidate)
+        self._emit("stopped", record)
+        return record
+
+    def _finish(self, candidate: Candidate, run: CandidateRun) -> CandidateRecord:
+        record = self.state.record(candidate)
+        record.status = "finished"
+        best = self.state.best
+        if best is None or record.final > best.final:
+            run.save_model(self.best_model_dir)
+            self.state.best_id = candidate.id
+        self.state.save(self.state_path)
+        self._forget(candidate)
+        self._emit("finished", record)
+        return record
+
+    def _forget(self, candidate: Candidate) -> None:
+        self._runs.pop(candidate.id, None)
+        self.checkpoint_path(candidate).unlink(missing_ok=True)
+
+    def _emit(self, event: str, record: CandidateRecord) -> None:
+        if self.on_event is not None:
+            self.on_event(event, record)
+
+    # ------------------------------------------------------------------------------------- prediction
+
+    def finished_curves(self) -> list[Curve]:
+        return [Curve(self.candidates[record.id], tuple(record.steps), tuple(record.scores))
+                for record in self.state.finished()]
+
+    def predictor(self) -> FinalScorePredictor:
+        """The predictor fit on every finished curve (refit only when another candidate has finished)."""
+        curves = self.finished_curves()
+        key = tuple(curve.candidate.id for curve in curves)
+        if self._predictor is None or key != self._predictor_curves:
+            settings = self.settings
+            self._predictor = FinalScorePredictor(self.encoder, self.space.steps, method=settings.method,
+                                                  n_models=settings.n_models, min_std=settings.min_std,
+                                                  min_points=settings.min_points, seed=self.space.seed).fit(curves)
+            self._predictor_curves = key
+        return self._predictor
+
+    def _predictive_rule(self, candidate: Candidate, record: CandidateRecord) -> str | None:
+        """Stop when P(final > best final so far) < threshold."""
+        best = self.state.best
+        if best is None or len(record.steps) < self.settings.min_points:
+            return None
+        prediction = self.predictor().predict(Curve(candidate, tuple(record.steps), tuple(record.scores)))
+        chance = prediction.probability_above(best.final)
+        record.predictions.append({"step": record.steps[-1], "last": record.scores[-1], "mean": prediction.mean,
+                                   "std": prediction.std, "p_beat_best": chance, "best": best.final})
+        if chance < self.settings.threshold:
+            return (f"P(final > best {best.final:.4f}) = {chance:.3f} < {self.settings.threshold} "
+                    f"(predicted {prediction.mean:.4f} +- {prediction.std:.4f})")
+        return None
