@@ -64,6 +64,33 @@ def run_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_export_command(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "export", help="write a saved model's MTEB ModelMeta and its results in the MTEB results repository layout",
+        description="Writes <output>/results/<name with / as __>/<revision>/ with model_meta.json and one <Task>.json "
+                    "per task, as mteb's ResultCache does; validated by mteb's own ModelMeta.")
+    parser.add_argument("--model", required=True, help="the saved st-pooling model folder")
+    parser.add_argument("--results", required=True,
+                        help="a folder of <Task>.json files, or an mteb ResultCache folder (e.g. a compare run's mteb/)")
+    parser.add_argument("--name", required=True, help="organization/model_name to publish under")
+    parser.add_argument("--revision", default="st-pooling", help="revision folder name")
+    parser.add_argument("--source-name", default=None, help="which model's results to take from a ResultCache")
+    parser.add_argument("--license", default=None)
+    parser.add_argument("--output", required=True, help="export root folder")
+    parser.add_argument("--overwrite", action="store_true", help="replace an earlier export of this name and revision")
+    parser.set_defaults(handler=run_export)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from st_pooling.evaluation.export import export_results
+
+    extra = {"license": args.license} if args.license else {}
+    folder = export_results(args.model, args.results, args.output, args.name, args.revision,
+                            source_name=args.source_name, overwrite=args.overwrite, **extra)
+    print(f"wrote {folder}")
+    return 0
+
+
 def add_list_command(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("list", help="list the registered poolings and the local tasks")
     parser.set_defaults(handler=run_list)
@@ -89,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True)
     add_compare_command(subparsers)
     add_list_command(subparsers)
+    add_export_command(subparsers)
     add_index_commands(subparsers)
     add_train_command(subparsers)
     add_search_command(subparsers)
@@ -103,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
     try:
         return args.handler(args)
-    except (ValueError, FileNotFoundError, KeyError, ImportError) as error:
+    except (ValueError, FileNotFoundError, FileExistsError, KeyError, ImportError) as error:
         print(f"st-pooling {args.command}: error: {error}", file=sys.stderr)
         return 2
 

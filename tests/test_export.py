@@ -250,3 +250,18 @@ def test_st_pooling_head_exports_and_reloads_through_the_meta_loader(tmp_path):
     rebuilt = meta.load_model()
     np.testing.assert_allclose(rebuilt.model.encode(TEXTS, convert_to_numpy=True),
                                model.encode(TEXTS, convert_to_numpy=True), rtol=0, atol=1e-6)
+
+
+def test_export_command_writes_the_results_layout(saved_model, mteb_cache, tmp_path, capsys):
+    from st_pooling.cli import main
+
+    code = main(["export", "--model", str(saved_model[0]), "--results", str(mteb_cache), "--name", "org/exported",
+                 "--revision", "v1", "--license", "apache-2.0", "--output", str(tmp_path)])
+    assert code == 0
+    folder = tmp_path / "results" / "org__exported" / "v1"
+    assert {p.name for p in folder.iterdir()} >= {"model_meta.json", "MockSTSTask.json",
+                                                  "MockClassificationTask.json"}
+    assert json.loads((folder / "model_meta.json").read_text())["name"] == "org/exported"
+    assert main(["export", "--model", str(saved_model[0]), "--results", str(mteb_cache), "--name", "org/exported",
+                 "--revision", "v1", "--license", "apache-2.0", "--output", str(tmp_path)]) == 2  # no overwrite
+    assert "overwrite" in capsys.readouterr().err
