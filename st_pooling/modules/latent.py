@@ -16,7 +16,7 @@ class _AttentionHead(PoolingModule):
     learnable = True
     config_keys: list[str] = ["embedding_dimension", "num_latents", "num_heads", "ffn_multiplier"]
     default_num_latents: int = 8
-    default_ffn_multiplier: int = 4
+    default_ffn_multiplier: int = 2
 
     def __init__(self, embedding_dimension: int, num_latents: int | None = None, num_heads: int | None = None,
                  ffn_multiplier: int | None = None) -> None:
@@ -59,7 +59,7 @@ class NVEmbedPooling(_AttentionHead):
 
     name = "nv_embed"
     default_num_latents = 64
-    default_ffn_multiplier = 2
+    default_ffn_multiplier = 1  # this feed-forward runs on every token, not on a few latents
 
     def pool(self, states: Tensor, mask: Tensor) -> Tensor:
         tokens = states.to(self.latents.dtype)
