@@ -55,6 +55,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a busy 2-core "
                         "machine: small head ops lose more to thread contention than they gain)")
     parser.add_argument("--threshold", type=float, default=PredictiveSettings.threshold)
+    parser.add_argument("--min-improvement", type=float, default=PredictiveSettings.min_improvement,
+                        help="finish only candidates that may beat the best by more than this")
     parser.add_argument("--bootstrap", type=int, default=2, help="candidates trained to the end before stopping")
     parser.add_argument("--method", choices=["forest", "svr"], default="forest")
     parser.add_argument("--eta", type=int, default=3, help="successive halving's reduction factor")
@@ -111,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"feature caches: {len(trainer.texts)} texts, {cache_seconds:.0f} s (built once, shared by every "
           "candidate and strategy)", flush=True)
 
-    predictive = PredictiveSettings(n_bootstrap=args.bootstrap, threshold=args.threshold, method=args.method)
+    predictive = PredictiveSettings(n_bootstrap=args.bootstrap, threshold=args.threshold, method=args.method,
+                                    min_improvement=args.min_improvement)
     halving = HalvingSettings(eta=args.eta)
     sessions = {"all": run_strategy("all", space, trainer, output / "all", None)}
     sessions["predictive"] = run_strategy("predictive", space, trainer, output / "predictive", predictive)

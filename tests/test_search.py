@@ -328,3 +328,16 @@ def test_predictor_refuses_nonsense():
         FinalScorePredictor(encoder, 10).fit([])
     assert np.isfinite(encoder.encode(space_from_dict({"candidates": [{"pooling": "gem", "lr": 0.1}]}
                                                       ).candidates[0])).all()
+
+
+def test_min_improvement_never_costs_more_compute_and_is_reported(curve_trainer, tmp_path):
+    space = curve_trainer.space
+    plain = SearchSession(space, curve_trainer, tmp_path / "plain", "predictive",
+                          PredictiveSettings(n_bootstrap=2)).run()
+    margin = SearchSession(space, curve_trainer, tmp_path / "margin", "predictive",
+                           PredictiveSettings(n_bootstrap=2, min_improvement=0.05)).run()
+    assert margin.steps_used <= plain.steps_used
+    stopped = [record for record in margin.records.values() if record.status == "stopped"]
+    assert stopped and all("+ 0.05)" in record.stop_reason for record in stopped)
+    with pytest.raises(ValueError, match="min_improvement"):
+        PredictiveSettings(min_improvement=-0.01)

@@ -37,6 +37,9 @@ def add_search_command(subparsers: argparse._SubParsersAction) -> None:
     how.add_argument("--strategy", choices=["predictive", "halving", "all"], default="predictive")
     how.add_argument("--threshold", type=float, default=None,
                      help="predictive: stop when P(final > best so far) is below this (default 0.05)")
+    how.add_argument("--min-improvement", type=float, default=None,
+                     help="predictive: finish only candidates that may beat the best by more than this "
+                          "(dev-score units; default 0: any improvement)")
     how.add_argument("--bootstrap", type=int, default=None,
                      help="predictive: candidates trained to the end before any is stopped (default 3)")
     how.add_argument("--predictor", choices=["forest", "svr"], default=None,
@@ -75,7 +78,7 @@ def run_search(args: argparse.Namespace) -> int:
     space = build_space(args)
     if args.strategy == "predictive":
         settings = settings_for("predictive", n_bootstrap=args.bootstrap, threshold=args.threshold,
-                                method=args.predictor)
+                                method=args.predictor, min_improvement=args.min_improvement)
     elif args.strategy == "halving":
         settings = settings_for("halving", eta=args.eta, min_steps=args.min_steps)
     else:

@@ -3,7 +3,8 @@
 * ``predictive`` (Baker et al. 2017): candidates are trained one after another in a seeded random order. The first
   ``n_bootstrap`` are trained to the end to give the predictor its first curves. Every later candidate is checked at
   each learning-curve point: the predictor (refit whenever another candidate has finished) gives a Gaussian belief over
-  its final dev score, and the candidate is stopped when P(final > best final so far) < ``threshold``.
+  its final dev score, and the candidate is stopped when P(final > best final so far + ``min_improvement``) <
+  ``threshold``.
 * ``halving`` (successive halving, the baseline): all candidates get a small budget; the best 1/eta by dev score
   there go on to eta times the budget, and so on up to the full run.
 * ``all``: every candidate trained to the end (the reference the others are measured against).
@@ -45,6 +46,8 @@ class PredictiveSettings:
     method: str = "forest"
     n_models: int = 8
     min_std: float = 0.003
+    min_improvement: float = 0.0
+    """A candidate is worth finishing only if it may beat the best by more than this (dev-score units)."""
 
     def __post_init__(self) -> None:
         if self.n_bootstrap < 1:
@@ -57,6 +60,8 @@ class PredictiveSettings:
             raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
         if self.min_std <= 0:
             raise ValueError(f"min_std must be > 0, got {self.min_std}")
+        if self.min_improvement < 0:
+            raise ValueError(f"min_improvement must be >= 0, got {self.min_improvement}")
 
 
 @dataclass(frozen=True)
@@ -275,15 +280,17 @@ class SearchSession:
         return self._predictor
 
     def _predictive_rule(self, candidate: Candidate, record: CandidateRecord) -> str | None:
-        """Stop when P(final > best final so far) < threshold."""
+        """Stop when P(final > best final so far + min_improvement) < threshold."""
         best = self.state.best
         if best is None or len(record.steps) < self.settings.min_points:
             return None
         prediction = self.predictor().predict(Curve(candidate, tuple(record.steps), tuple(record.scores)))
-        chance = prediction.probability_above(best.final)
+        bar = best.final + self.settings.min_improvement
+        chance = prediction.probability_above(bar)
         record.predictions.append({"step": record.steps[-1], "last": record.scores[-1], "mean": prediction.mean,
                                    "std": prediction.std, "p_beat_best": chance, "best": best.final})
         if chance < self.settings.threshold:
-            return (f"P(final > best {best.final:.4f}) = {chance:.3f} < {self.settings.threshold} "
+            margin = f" + {self.settings.min_improvement}" if self.settings.min_improvement else ""
+            return (f"P(final > best {best.final:.4f}{margin}) = {chance:.3f} < {self.settings.threshold} "
                     f"(predicted {prediction.mean:.4f} +- {prediction.std:.4f})")
         return None
