@@ -21,10 +21,14 @@ def _check_positive_size(n: int) -> None:
         raise ValueError(f"subset size must be a positive integer, got {n!r}")
 
 
-def _check_texts(texts: Sequence[object], what: str) -> None:
+def check_texts(texts: Sequence[object], what: str, non_empty: bool = False) -> None:
+    """Raise a ValueError naming ``what[index]`` for the first item that is not a str (or is blank, if
+    ``non_empty``)."""
     for index, text in enumerate(texts):
         if not isinstance(text, str):
             raise ValueError(f"{what}[{index}] must be a str, got {type(text).__name__}: {text!r}")
+        if non_empty and not text.strip():
+            raise ValueError(f"{what}[{index}] must be a non-empty str, got {text!r}")
 
 
 def sample_indices(size: int, n: int, seed: int) -> list[int]:
@@ -74,8 +78,8 @@ class STSData:
             )
         if not self.scores:
             raise ValueError("STSData is empty: give at least two scored sentence pairs")
-        _check_texts(self.sentences1, "sentences1")
-        _check_texts(self.sentences2, "sentences2")
+        check_texts(self.sentences1, "sentences1")
+        check_texts(self.sentences2, "sentences2")
         if not self.min_score < self.max_score:
             raise ValueError(f"min_score ({self.min_score}) must be below max_score ({self.max_score})")
         for index, score in enumerate(self.scores):
@@ -124,7 +128,7 @@ class ClassificationData:
                 )
             if not texts:
                 raise ValueError(f"ClassificationData {split} split is empty")
-            _check_texts(texts, f"{split}_texts")
+            check_texts(texts, f"{split}_texts")
             for index, label in enumerate(labels):
                 if not isinstance(label, str | int) or isinstance(label, bool):
                     raise ValueError(f"{split}_labels[{index}] must be a str or int, got {label!r}")
@@ -164,7 +168,7 @@ class ClusteringData:
             raise ValueError(f"ClusteringData has {len(self.texts)} texts but {len(self.labels)} labels")
         if not self.texts:
             raise ValueError("ClusteringData is empty")
-        _check_texts(self.texts, "texts")
+        check_texts(self.texts, "texts")
         if len(set(self.labels)) < 2:
             raise ValueError(f"ClusteringData needs at least two clusters, found {sorted(set(self.labels))}")
 

@@ -24,17 +24,11 @@ from pathlib import Path
 
 from st_pooling.data.errors import DataFormatError, require_files
 from st_pooling.data.text_files import read_text, split_lines
-from st_pooling.data.types import ClassificationData, STSData, sample_indices
+from st_pooling.data.types import ClassificationData, STSData, check_texts, sample_indices
 
 PAIR_COLUMNS = ("anchor", "positive", "negative")
 SCORED_COLUMNS = ("text1", "text2", "score")
 COLUMN_ALIASES = {"sentence1": "text1", "sentence2": "text2", "query": "anchor", "label": "score"}
-
-
-def _check_texts(texts: Sequence[object], what: str) -> None:
-    for index, text in enumerate(texts):
-        if not isinstance(text, str) or not text.strip():
-            raise ValueError(f"{what}[{index}] must be a non-empty str, got {text!r}")
 
 
 @dataclass
@@ -53,10 +47,10 @@ class PairData:
             raise ValueError(f"PairData has {len(self.anchors)} anchors but {len(self.negatives)} negatives")
         if len(self.anchors) < 2:
             raise ValueError(f"PairData needs at least 2 rows (in-batch negatives), got {len(self.anchors)}")
-        _check_texts(self.anchors, "anchors")
-        _check_texts(self.positives, "positives")
+        check_texts(self.anchors, "anchors", non_empty=True)
+        check_texts(self.positives, "positives", non_empty=True)
         if self.negatives is not None:
-            _check_texts(self.negatives, "negatives")
+            check_texts(self.negatives, "negatives", non_empty=True)
 
     def __len__(self) -> int:
         return len(self.anchors)
@@ -104,8 +98,8 @@ class ScoredPairData:
                              f"{len(self.texts2)} texts2, {len(self.scores)} scores")
         if len(self.scores) < 2:
             raise ValueError(f"ScoredPairData needs at least 2 rows, got {len(self.scores)}")
-        _check_texts(self.texts1, "texts1")
-        _check_texts(self.texts2, "texts2")
+        check_texts(self.texts1, "texts1", non_empty=True)
+        check_texts(self.texts2, "texts2", non_empty=True)
         for index, score in enumerate(self.scores):
             if isinstance(score, bool) or not isinstance(score, int | float) or not math.isfinite(score):
                 raise ValueError(f"scores[{index}] must be a finite number, got {score!r}")
