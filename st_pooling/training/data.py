@@ -18,7 +18,6 @@ import json
 import math
 import random
 from collections import defaultdict
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
