@@ -114,8 +114,8 @@ class PoolingModule(Module):
     def on_model_ready(self, model) -> None:
         """Refuse, with a clear message, a pooling whose dimension differs from the module that feeds it."""
         modules = list(model)
-        position = next(i for i, module in enumerate(modules) if module is self)
-        if position == 0:
+        position = next((i for i, module in enumerate(modules) if module is self), None)
+        if not position:  # first, or nested inside another module (e.g. a Router): nothing upstream to compare
             return
         upstream = modules[position - 1]
         get_dim = getattr(upstream, "get_embedding_dimension", None)
