@@ -47,7 +47,14 @@ def is_decoder_model(path: str) -> bool:
 
     from st_pooling.decoders.architectures import is_decoder
 
-    return is_decoder(AutoConfig.from_pretrained(path))
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except OSError as error:
+        raise FileNotFoundError(
+            f"cannot load the base model {path!r} ({error}). Give a model folder, a Hugging Face Hub name (needs a "
+            f"network), or a packaged short name: {', '.join(PACKAGED_BASES)}"
+        ) from None
+    return is_decoder(config)
 
 
 def build_transformer(base: str, *, output_hidden_states: bool = False, max_seq_length: int | None = None,

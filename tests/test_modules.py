@@ -180,3 +180,12 @@ def test_every_module_is_a_sentence_transformers_module_with_a_dimension():
         assert isinstance(module, Module) and isinstance(module, PoolingModule)
         assert module.get_embedding_dimension() == 96
         assert name in repr(module) or cls.__name__ in repr(module)
+
+
+def test_an_unloadable_base_model_is_explained(capsys):
+    from st_pooling.cli import main
+
+    with pytest.raises(FileNotFoundError, match="packaged short name: minilm, smollm2"):
+        build_model("/nonexistent/model", "mean")
+    assert main(["compare", "--model", "/nonexistent", "--output", "/tmp/unused", "--no-progress"]) == 2
+    assert "cannot load the base model '/nonexistent'" in capsys.readouterr().err
