@@ -87,6 +87,13 @@ def pooling_for(transformer: Transformer, pooling: str | PoolingModule, **option
     return create_pooling(pooling, transformer.get_embedding_dimension(), num_layers=num_layers, **options)
 
 
+def reads_last_token(pooling: str | PoolingModule, options: dict[str, Any] | None = None) -> bool:
+    """Whether a pooling reads each text's last token (then decoders must append EOS so that token is EOS)."""
+    if isinstance(pooling, PoolingModule):
+        return pooling.name == "last_token" or getattr(pooling, "layer_summary", None) == "last_token"
+    return pooling == "last_token" or (options or {}).get("layer_summary") == "last_token"
+
+
 def build_model(base: str = "minilm", pooling: str | PoolingModule = "mean", *, normalize: bool = True,
                 max_seq_length: int | None = None, attention_mode: str | None = None, append_eos: bool | None = None,
                 device: str | None = None, **pooling_options: Any) -> SentenceTransformer:
@@ -106,9 +113,8 @@ def build_model(base: str = "minilm", pooling: str | PoolingModule = "mean", *, 
     needs_layers = isinstance(pooling, str) and pooling_class(pooling).needs_layers
     if isinstance(pooling, PoolingModule):
         needs_layers = pooling.needs_layers
-    if append_eos is None:
-        reads_last = pooling == "last_token" or pooling_options.get("layer_summary") == "last_token"
-        append_eos = True if reads_last else None
+    if append_eos is None and reads_last_token(pooling, pooling_options):
+        append_eos = True
     transformer = build_transformer(base, output_hidden_states=needs_layers, max_seq_length=max_seq_length,
                                     attention_mode=attention_mode, append_eos=append_eos)
     modules = [transformer, pooling_for(transformer, pooling, **pooling_options)]

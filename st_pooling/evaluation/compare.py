@@ -26,7 +26,7 @@ from st_pooling.evaluation.item_scores import (
 from st_pooling.evaluation.runner import PoolingEncoder, PoolingSpec, SharedForwardEmbedder
 from st_pooling.evaluation.stats import BootstrapResult, WilcoxonResult, paired_bootstrap, wilcoxon_by_task_type
 from st_pooling.evaluation.local_tasks import LocalTask
-from st_pooling.models import build_transformer, pooling_for
+from st_pooling.models import build_transformer, pooling_for, reads_last_token
 from st_pooling.modules import pooling_class
 
 logger = logging.getLogger(__name__)
@@ -108,7 +108,7 @@ def compare_poolings(base: str, specs: Sequence[PoolingSpec], tasks: Sequence[Ab
     for spec in specs:
         pooling_class(spec.pooling)  # fail on an unknown name before any heavy work
     needs_layers = any(pooling_class(spec.pooling).needs_layers for spec in specs)
-    reads_last = any(spec.pooling == "last_token" for spec in specs)
+    reads_last = any(reads_last_token(spec.pooling, dict(spec.options)) for spec in specs)  # one forward serves all: EOS for all
     transformer = build_transformer(base, output_hidden_states=needs_layers, max_seq_length=max_seq_length,
                                     attention_mode=attention_mode, append_eos=True if reads_last else None)
     poolings = {spec.label: pooling_for(transformer, spec.pooling, **dict(spec.options)) for spec in specs}
