@@ -108,7 +108,8 @@ def compare_poolings(base: str, specs: Sequence[PoolingSpec], tasks: Sequence[Ab
     for spec in specs:
         pooling_class(spec.pooling)  # fail on an unknown name before any heavy work
     needs_layers = any(pooling_class(spec.pooling).needs_layers for spec in specs)
-    reads_last = any(reads_last_token(spec.pooling, dict(spec.options)) for spec in specs)  # one forward serves all: EOS for all
+    # one forward pass serves every pooling: if any reads the last token, every text ends with EOS
+    reads_last = any(reads_last_token(spec.pooling, dict(spec.options)) for spec in specs)
     transformer = build_transformer(base, output_hidden_states=needs_layers, max_seq_length=max_seq_length,
                                     attention_mode=attention_mode, append_eos=True if reads_last else None)
     poolings = {spec.label: pooling_for(transformer, spec.pooling, **dict(spec.options)) for spec in specs}
