@@ -23,7 +23,8 @@ class MultiLayerTrainablePooling(_AttentionHead):
 
     ``layers`` optionally picks a subset of hidden layers (1-based, layer 0 is the embedding output and is always
     left out, as in the paper). ``exclude_first_token`` leaves each text's first token out of the summaries: in a
-    causal decoder it is an attention sink whose state dominates the middle layers. Needs the Transformer to output hidden states (``build_model`` turns them on).
+    causal decoder it is an attention sink whose state dominates the middle layers. Needs the Transformer to output
+    hidden states (``build_model`` turns them on).
     """
 
     name = "mltp"
