@@ -17,7 +17,6 @@ only when complete.
 from __future__ import annotations
 
 import datetime as _dt
-import os
 import shutil
 import tempfile
 from collections.abc import Iterable
@@ -25,6 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
+
+from st_pooling.atomic import replace_folder
 
 if TYPE_CHECKING:
     from mteb.models import ModelMeta, SentenceTransformerEncoderWrapper
@@ -356,17 +357,7 @@ def export_results(
         staged = staging_root / "results" / meta.model_name_as_path() / revision
         if source_folder is not None and (source_folder / _RUN_SETTINGS_FILE).is_file():
             shutil.copy2(source_folder / _RUN_SETTINGS_FILE, staged / _RUN_SETTINGS_FILE)
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        previous = None
-        if destination.exists():
-            previous = staging_root / "previous-export"
-            os.replace(destination, previous)
-        try:
-            os.replace(staged, destination)
-        except BaseException:
-            if previous is not None:  # put the old export back rather than lose it
-                os.replace(previous, destination)
-            raise
+        replace_folder(staged, destination)
     finally:
         shutil.rmtree(staging_root, ignore_errors=True)
     return destination

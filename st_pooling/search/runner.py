@@ -24,6 +24,7 @@ import torch
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer.modules import Normalize, Transformer
 
+from st_pooling.atomic import replace_folder
 from st_pooling.models import build_transformer, pooling_for
 from st_pooling.modules.base import PoolingModule
 from st_pooling.modules.registry import pooling_class
@@ -241,15 +242,7 @@ class CandidateRun:
         (partial / "search_candidate.json").write_text(json.dumps(
             {**self.candidate.to_dict(), "label": self.candidate.label, "dev_curve_steps": self.steps,
              "dev_curve_scores": [float(np.round(score, 6)) for score in self.scores]}, indent=2), encoding="utf-8")
-        previous = folder.with_name(f".{folder.name}.previous")
-        if folder.exists():
-            if previous.exists():
-                _remove_tree(previous)
-            os.replace(folder, previous)
-        os.replace(partial, folder)
-        if previous.exists():
-            _remove_tree(previous)
-        return folder
+        return replace_folder(partial, folder)
 
 
 def _remove_tree(path: Path) -> None:

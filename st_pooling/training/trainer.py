@@ -32,6 +32,7 @@ import torch
 from sentence_transformers import SentenceTransformer
 from torch import nn
 
+from st_pooling.atomic import replace_folder
 from st_pooling.training.data import PairData, ScoredPairData, TrainingData
 from st_pooling.training.fast_path import EpochRecord, pooling_position, train_head_on_cache
 from st_pooling.training.features import DEFAULT_MAX_BYTES, build_feature_cache
@@ -120,9 +121,7 @@ def atomic_output_dir(target: str | Path | None, overwrite: bool = False) -> Ite
         final = scratch / "model"
         if not final.is_dir():
             raise RuntimeError("training finished without saving a model")
-        if target.exists():
-            shutil.rmtree(target)
-        final.rename(target)
+        replace_folder(final, target)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
