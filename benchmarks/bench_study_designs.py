@@ -66,6 +66,43 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def build_and_train(name: str, args: argparse.Namespace, train, dev) -> tuple:
+    """Design ``name`` (or a zero-shot baseline) built and trained as the study table does: (model, record)."""
+    torch.manual_seed(args.seed)
+    started = time.perf_counter()
+    record: dict = {"name": name}
+    if name in ZERO_SHOT:
+        pooling, attention = ZERO_SHOT[name]
+        model = build_model("smollm2", pooling, attention_mode=attention, max_seq_length=args.max_seq_length,
+                            device=args.device)
+        record.update(description=f"zero-shot SmolLM2-135M-Instruct, {pooling} pooling, {attention} attention",
+                      mode="none", build_seconds=time.perf_counter() - started)
+    else:
+        recipe = STUDY_DESIGNS[name]
+        model = recipe.build(max_seq_length=args.max_seq_length, device=args.device)
+        config = recipe.config(epochs=args.epochs, batch_size=args.batch_size, loss="cosent", seed=args.seed,
+                               show_progress_bar=False, cache_dtype="float32")
+        build_seconds = time.perf_counter() - started
+        trainable_head = sum(p.numel() for p in model[1].parameters())
+        sync(args.device)
+        t0 = time.perf_counter()
+        result = train_model(model, train, None, dev=dev, config=config)
+        sync(args.device)
+        train_seconds = time.perf_counter() - t0
+        model = result.model
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        record.update(description=recipe.description, mode=recipe.mode, pooling=recipe.pooling,
+                      attention_mode=recipe.attention_mode, options=recipe.options,
+                      fast_path=config.fast_path, build_seconds=build_seconds, train_seconds=train_seconds,
+                      cache_seconds=result.cache_seconds, best_epoch=result.best_epoch,
+                      best_dev_score=result.best_dev_score, head_parameters=trainable_head,
+                      trainable_parameters_after_training=trainable,
+                      history=[{"epoch": r.epoch, "train_loss": r.train_loss, "dev_score": r.dev_score,
+                                "seconds": r.seconds} for r in result.history])
+    record["total_seconds"] = time.perf_counter() - started
+    return model, record
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -120,37 +157,8 @@ def main() -> None:
         if record_path.is_file() and not args.fresh:
             print(f"[{name}] already done, kept from {record_path}", flush=True)
             continue
-        torch.manual_seed(args.seed)
-        started = time.perf_counter()
-        record: dict = {"name": name}
-        if name in ZERO_SHOT:
-            pooling, attention = ZERO_SHOT[name]
-            model = build_model("smollm2", pooling, attention_mode=attention, max_seq_length=args.max_seq_length,
-                                device=args.device)
-            record.update(description=f"zero-shot SmolLM2-135M-Instruct, {pooling} pooling, {attention} attention",
-                          mode="none", build_seconds=time.perf_counter() - started)
-        else:
-            recipe = STUDY_DESIGNS[name]
-            model = recipe.build(max_seq_length=args.max_seq_length, device=args.device)
-            config = recipe.config(epochs=args.epochs, batch_size=args.batch_size, loss="cosent", seed=args.seed,
-                                   show_progress_bar=False, cache_dtype="float32")
-            build_seconds = time.perf_counter() - started
-            trainable_head = sum(p.numel() for p in model[1].parameters())
-            sync(args.device)
-            t0 = time.perf_counter()
-            result = train_model(model, train, None, dev=dev, config=config)
-            sync(args.device)
-            train_seconds = time.perf_counter() - t0
-            model = result.model
-            trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-            record.update(description=recipe.description, mode=recipe.mode, pooling=recipe.pooling,
-                          attention_mode=recipe.attention_mode, options=recipe.options,
-                          fast_path=config.fast_path, build_seconds=build_seconds, train_seconds=train_seconds,
-                          cache_seconds=result.cache_seconds, best_epoch=result.best_epoch,
-                          best_dev_score=result.best_dev_score, head_parameters=trainable_head,
-                          trainable_parameters_after_training=trainable,
-                          history=[{"epoch": r.epoch, "train_loss": r.train_loss, "dev_score": r.dev_score,
-                                    "seconds": r.seconds} for r in result.history])
+        model, record = build_and_train(name, args, train, dev)
+        started = time.perf_counter() - record["total_seconds"]
         sync(args.device)
         scores, cosines, eval_seconds = evaluate(model, tests, batch_size=128)
         record.update(scores=scores, eval_seconds=eval_seconds, total_seconds=time.perf_counter() - started)

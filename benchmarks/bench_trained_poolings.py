@@ -35,7 +35,8 @@ from st_pooling import build_model  # noqa: E402
 from st_pooling.data import shared_data_dir  # noqa: E402
 from st_pooling.evaluation.compare import item_scores_for, model_meta  # noqa: E402
 from st_pooling.evaluation.runner import PoolingEncoder, SharedForwardEmbedder  # noqa: E402
-from st_pooling.evaluation.stats import format_comparison_table, paired_bootstrap  # noqa: E402
+from st_pooling.evaluation.report import format_comparison_table  # noqa: E402
+from st_pooling.evaluation.stats import paired_bootstrap  # noqa: E402
 from st_pooling.evaluation.tasks import get_task  # noqa: E402
 from st_pooling.models import build_transformer  # noqa: E402
 from st_pooling.training import build_feature_cache, make_loss, stsb_scored_pairs, train_head_on_cache  # noqa: E402
@@ -77,17 +78,25 @@ def evaluate(heads: dict, args: argparse.Namespace, folder: Path) -> dict:
     poolings = {f"st-{mode}": Pooling(dim, pooling_mode=mode) for mode in ST_MODES}
     poolings.update({f"trained-{name}": head for name, head in heads.items()})
     embedder = SharedForwardEmbedder(transformer, poolings, batch_size=64, show_progress_bar=False, device="cpu")
+    return evaluate_embedder(embedder, "minilm", TASKS, args.max_items, folder, batch_size=64)
+
+
+def evaluate_embedder(embedder: SharedForwardEmbedder, base: str, task_names: list[str], max_items: int | None,
+                      folder: Path, batch_size: int = 64) -> dict:
+    """Every pooling of ``embedder`` on every task through mteb, plus per-item scores for the bootstrap."""
     cache = mteb.ResultCache(cache_path=folder / "mteb")
-    scores = {label: {} for label in poolings}
+    dim = embedder.transformer.get_embedding_dimension()
+    base_parameters = sum(p.numel() for p in embedder.transformer.parameters())
+    scores = {label: {} for label in embedder.labels}
     items, types = {}, {}
-    for name in TASKS:
-        task = get_task(name, max_items=args.max_items)
+    for name in task_names:
+        task = get_task(name, max_items=max_items)
         types[name] = task.metadata.type
         items[name] = {}
-        for label, module in poolings.items():
-            meta = model_meta("minilm", label, dim, sum(p.numel() for p in module.parameters()))
+        for label, module in embedder.poolings.items():
+            meta = model_meta(base, label, dim, base_parameters + sum(p.numel() for p in module.parameters()))
             result = mteb.evaluate(PoolingEncoder(embedder, label, meta), task, cache=cache,
-                                   overwrite_strategy="always", encode_kwargs={"batch_size": 64},
+                                   overwrite_strategy="always", encode_kwargs={"batch_size": batch_size},
                                    show_progress_bar=False)
             scores[label][name] = float(result.task_results[0].get_score())
             items[name][label] = item_scores_for(task, embedder, label)

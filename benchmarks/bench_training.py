@@ -31,6 +31,11 @@ from st_pooling.data import shared_data_dir  # noqa: E402
 from st_pooling.training import TrainConfig, stsb_scored_pairs, train_model  # noqa: E402
 
 
+def load_average() -> list[float]:
+    """The machine's 1, 5 and 15 minute load averages: other work shares the CPUs and slows both paths."""
+    return [round(load, 2) for load in os.getloadavg()]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pooling", default="latent_attention")
@@ -48,7 +53,7 @@ def main() -> None:
     folder = (shared_data_dir() or Path("../shared/data")) / "stsbenchmark"
     train = stsb_scored_pairs(folder, "train").subset(args.train_rows, seed=0)
     dev = stsb_scored_pairs(folder, "dev").subset(args.dev_rows, seed=0)
-    runs = {}
+    runs, load_before = {}, load_average()
     with tempfile.TemporaryDirectory() as scratch:
         for name, fast in (("trainer", False), ("fast_path", True)):
             torch.manual_seed(0)  # the same initial head on both paths
@@ -74,13 +79,15 @@ def main() -> None:
         "fast_path_final_dev_spearman": fast["dev_spearman"][-1],
         "dev_spearman_difference": fast["dev_spearman"][-1] - slow["dev_spearman"][-1],
         "runs": runs, "machine": {"platform": platform.platform(), "cpu_threads": torch.get_num_threads(),
-                                  "cpus": os.cpu_count(), "torch": torch.__version__},
+                                  "cpus": os.cpu_count(), "torch": torch.__version__,
+                                  "load_average_1_5_15min": {"before": load_before, "after": load_average()}},
     }
     print(f"{args.pooling} on MiniLM, {len(train)} STS-B train pairs, batch {args.batch_size}, CoSENT, base frozen")
     print(f"seconds per epoch: trainer {slow_epoch:.2f} | fast path {fast_epoch:.2f} | "
           f"ratio {slow_epoch / fast_epoch:.1f}x (one-time feature pass {fast['cache_seconds']:.2f} s)")
     print(f"dev cosine Spearman per epoch: trainer {[round(s, 4) for s in slow['dev_spearman']]} | "
           f"fast path {[round(s, 4) for s in fast['dev_spearman']]}")
+    print(f"load average (1, 5, 15 min) before {load_before} after {load_average()} on {os.cpu_count()} CPUs")
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(summary, indent=2), encoding="utf-8")
     print(f"wrote {args.output}")

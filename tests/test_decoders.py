@@ -284,6 +284,19 @@ def test_decoder_transformer_reads_plain_text_not_the_chat_template(tiny_folders
     assert len(features["input_ids"][0]) == 2  # no chat markup around the two words
 
 
+@pytest.mark.parametrize("append_eos", [False, True])
+def test_an_empty_text_is_read_as_the_eos_token_never_as_an_empty_row(tiny_folders, append_eos):
+    module = DecoderTransformer(tiny_folders["llama"], append_eos=append_eos)
+    assert module.preprocess(["", "the cat"])["attention_mask"].sum(dim=1).tolist() == [1, 2 + append_eos]
+    eos_only = module.preprocess(["<eos>"])["input_ids"]
+    assert module.preprocess([""])["input_ids"].tolist() == eos_only[:, :1].tolist()
+    dim = module.get_embedding_dimension()
+    for mode in ("mean", "max", "weightedmean", "lasttoken"):  # ST's own modes gave NaN or zeros on an empty row
+        model = SentenceTransformer(modules=[module, Pooling(dim, pooling_mode=mode)], device="cpu")
+        embeddings = model.encode(["", "the cat"], convert_to_tensor=True)
+        assert torch.isfinite(embeddings).all() and embeddings.norm(dim=1).min() > 0, mode
+
+
 def test_decoder_transformer_rejects_bad_settings_before_loading(tiny_folders):
     with pytest.raises(ValueError, match="Unknown attention mode 'full'"):
         DecoderTransformer(tiny_folders["llama"], attention_mode="full")

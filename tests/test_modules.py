@@ -15,6 +15,7 @@ from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
 
 from st_pooling import POOLINGS, build_model, create_pooling
+from st_pooling.modules.attention import CrossAttentionBlock
 from st_pooling.modules.base import PoolingModule
 
 BUILTIN_MODES = {"mean": "mean", "max": "max", "cls": "cls", "last_token": "lasttoken",
@@ -170,6 +171,72 @@ def test_flattened_layout_gives_the_padded_result():
         a = module(padded_features)["sentence_embedding"]
         b = module(flat_features)["sentence_embedding"]
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize("name", ["latent_attention", "nv_embed", "mltp"])
+def test_attention_heads_ignore_padding_and_batch_mates(name):
+    """A text's embedding and gradients are the same alone or padded in a batch, whatever the padding holds."""
+    torch.manual_seed(0)
+    module = create_pooling(name, 64, num_layers=2)
+    lengths = [5, 1, 3]
+    rows = [torch.randn(n, 64) for n in lengths]
+    layers = [[torch.randn(n, 64) for n in lengths] for _ in range(3)]
+    mask = (torch.arange(7)[None] < torch.tensor(lengths)[:, None]).long()
+
+    def padded(pieces):  # garbage, not zeros, in the padding
+        out = torch.randn(len(pieces), 7, 64) * 100
+        out[mask.bool()] = torch.cat(pieces)
+        return out
+
+    def pooled_with_grads(features):
+        module.zero_grad()
+        out = module(features)["sentence_embedding"]
+        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        return out.detach(), {k: p.grad.clone() for k, p in module.named_parameters()}
+
+    together, together_grads = pooled_with_grads({
+        "token_embeddings": padded(rows), "attention_mask": mask,
+        "all_layer_embeddings": tuple(padded(layer) for layer in layers)})
+    alone = []
+    alone_grads = {k: torch.zeros_like(p) for k, p in module.named_parameters()}
+    for i, n in enumerate(lengths):
+        weights = torch.linspace(-1, 1, together.numel()).view_as(together)[i]
+        module.zero_grad()
+        out = module({"token_embeddings": rows[i][None], "attention_mask": torch.ones(1, n, dtype=torch.long),
+                      "all_layer_embeddings": tuple(layer[i][None] for layer in layers)})["sentence_embedding"]
+        (out[0] * weights).sum().backward()
+        alone.append(out.detach())
+        for k, p in module.named_parameters():
+            alone_grads[k] += p.grad
+    torch.testing.assert_close(torch.cat(alone), together, atol=1e-5, rtol=1e-5)
+    for k, grad in together_grads.items():
+        torch.testing.assert_close(alone_grads[k], grad, atol=1e-5, rtol=1e-4, msg=k)
+
+
+def test_few_query_attention_equals_attention_over_projected_tokens():
+    """The latent heads' attention, computed with the queries moved into the context space, is the textbook one:
+    keys and values projected from every token. Same output, same gradients."""
+    torch.manual_seed(0)
+    block = CrossAttentionBlock(64, num_heads=4, ffn_multiplier=2)
+    latents = torch.randn(1, 3, 64, requires_grad=True)
+    context = torch.randn(5, 9, 64) * 3
+    mask = torch.arange(9)[None] < torch.tensor([9, 1, 4, 7, 2])[:, None]
+    results = []
+    for attend in (block._attend, block._attend_few_queries):
+        block.zero_grad()
+        latents.grad = None
+        q = block._split_heads(block.to_q(block.norm_queries(latents)))
+        out = attend(q, block.norm_context(context), mask)  # (batch, queries, dim)
+        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        results.append((out.detach(), latents.grad.clone(), {k: p.grad for k, p in block.named_parameters()
+                                                            if p.grad is not None}))
+    (projected, projected_latent_grad, projected_grads), (few, few_latent_grad, few_grads) = results
+    assert few.shape == (5, 3, 64)
+    torch.testing.assert_close(few, projected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(few_latent_grad, projected_latent_grad, atol=1e-5, rtol=1e-4)
+    assert projected_grads.keys() == few_grads.keys()
+    for k, grad in projected_grads.items():
+        torch.testing.assert_close(few_grads[k], grad, atol=1e-5, rtol=1e-4, msg=k)
 
 
 def test_every_module_is_a_sentence_transformers_module_with_a_dimension():

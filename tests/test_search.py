@@ -22,6 +22,7 @@ from st_pooling.search import (
     SearchSession,
     SearchSpaceError,
     SearchTrainer,
+    check_steps,
     load_space,
     rung_budgets,
     search_order,
@@ -113,6 +114,30 @@ def test_prediction_uncertainty_is_wider_with_fewer_curves(full_curves):
     assert whole.mean == full_curves[-1].final  # a finished curve is its own final score
 
 
+def test_trend_term_keeps_a_rising_curve_uncertain_while_few_curves_are_finished(full_curves):
+    space = space_from_dict(CURVE_SPACE)
+    encoder = ConfigEncoder(space.candidates)
+    rising = [(curve, length) for curve in full_curves for length in range(2, len(curve.scores) - 1)
+              if curve.scores[length - 1] - curve.scores[length - 2] > 0.002]
+    assert rising, "no real curve rises by 0.002 between two points"
+    curve, length = rising[0]
+    others = [other for other in full_curves if other is not curve]
+
+    def std(curves, trend_weight):
+        predictor = FinalScorePredictor(encoder, space.steps, trend_weight=trend_weight).fit(curves)
+        return predictor.predict(curve.prefix(length)).std, predictor.trend_gain(curve.prefix(length))
+
+    plain, gain = std(others[:1], 0.0)
+    widened, _ = std(others[:1], 1.0)
+    assert gain > 0 and widened >= gain > plain  # one finished curve: the slope-continuation gain is within 1 std
+    many_plain, _ = std(others, 0.0)
+    many, _ = std(others, 1.0)
+    assert many - many_plain < widened - plain  # the term fades as finished curves accumulate
+    # the floor of the uncertainty shrinks to 0 at the end of the run, where the final score is known
+    flat = FinalScorePredictor(encoder, space.steps, trend_weight=0.0, min_std=0.01, n_models=2).fit(others[:1])
+    assert flat.predict(curve.prefix(len(curve.scores) - 1)).std < flat.predict(curve.prefix(2)).std
+
+
 def test_curve_features_read_values_and_differences():
     features = curve_features([0.5, 0.6, 0.65], [0, 10, 20], total_steps=40)
     names = ("progress", "last", "previous", "first_difference", "second_difference")
@@ -131,16 +156,30 @@ def test_predictive_search_stops_candidates_and_saves_the_best(curve_trainer, fu
     import st_pooling  # noqa: F401  (registers the pooling modules for loading)
 
     space = curve_trainer.space
-    settings = PredictiveSettings(n_bootstrap=2, threshold=0.05)
+    settings = PredictiveSettings(n_bootstrap=2, threshold=0.05, first_check=5)
+    assert check_steps(space, settings) == [0, 5, 10, 20, 30]
     session = SearchSession(space, curve_trainer, tmp_path, "predictive", settings)
     state = session.run()
     finals = {curve.candidate.id: curve.final for curve in full_curves}
     stopped = [record for record in state.records.values() if record.status == "stopped"]
     assert stopped and all(record.stop_reason.startswith("P(final > best") for record in stopped)
     assert state.steps_used < space.full_compute_steps
+    # warm-up: every candidate reached the first check; the two best there were trained to the end
+    assert all(record.steps[:2] == [0, 5] for record in state.records.values())
+    at_first = sorted(state.records.values(), key=lambda record: -record.scores[1])
+    assert all(record.status == "finished" for record in at_first[:2])
     for record in state.records.values():  # a stopped curve is the start of the full curve (same seed, schedule)
         reference = next(curve for curve in full_curves if curve.candidate.id == record.id)
-        assert record.scores == pytest.approx(list(reference.scores[:len(record.scores)]), abs=1e-6)
+        full = dict(zip(reference.steps, reference.scores))
+        assert record.scores == pytest.approx([full[step] for step in record.steps], abs=1e-6)
+    # the untrained head is evaluated once per pooling (its score does not depend on the learning rate)
+    first_of_head = {}
+    for candidate in search_order(space):
+        first_of_head.setdefault(candidate.head_key, candidate.id)
+    for candidate in space.candidates:
+        record = state.records[candidate.id]
+        assert record.evaluations == len(record.steps) - (first_of_head[candidate.head_key] != candidate.id)
+        assert record.scores[0] == state.records[first_of_head[candidate.head_key]].scores[0]
     assert state.best.final == pytest.approx(max(finals[r.id] for r in state.finished()), abs=1e-9)
     model = SentenceTransformer(str(session.best_model_dir))
     best = space.candidates[[c.id for c in space.candidates].index(state.best_id)]
@@ -159,6 +198,9 @@ def test_successive_halving_keeps_the_best_third_per_rung(curve_trainer, tmp_pat
     trained = sorted(record.steps_trained for record in state.records.values())
     assert trained == [5] * 7 + [10] * 2 + [30]  # 10 -> 3 -> 1
     assert state.steps_used == 7 * 5 + 2 * 10 + 30
+    for record in state.records.values():  # evaluated only where halving reads the score: at its rung ends
+        assert record.steps == [budget for budget in budgets if budget <= record.steps_trained]
+    assert state.evaluations_used == 10 + 3 + 1
     winners = [r for r in state.records.values() if r.steps_trained >= 10]
     losers = [r for r in state.records.values() if r.steps_trained == 5]
     assert min(r.scores[r.steps.index(5)] for r in winners) >= max(r.scores[-1] for r in losers)
@@ -166,7 +208,8 @@ def test_successive_halving_keeps_the_best_third_per_rung(curve_trainer, tmp_pat
 
 def test_interrupted_search_continues_without_losing_finished_candidates(resume_trainer, tmp_path):
     space = resume_trainer.space
-    settings = PredictiveSettings(n_bootstrap=1, threshold=0.2, min_points=3)  # first decision at step 8
+    # in search order, checks on the eval grid (0, 4, 8, 12): first decision at step 8
+    settings = PredictiveSettings(n_bootstrap=1, threshold=0.2, min_points=3, first_check=4, warm_up=False)
     reference = SearchSession(space, resume_trainer, tmp_path / "reference", "predictive", settings).run()
 
     events: list[tuple[str, str, int]] = []
@@ -203,6 +246,46 @@ def test_interrupted_search_continues_without_losing_finished_candidates(resume_
         assert after.scores == pytest.approx(record.scores, abs=1e-6)
     assert state.best_id == reference.best_id
     assert not list((folder / "checkpoints").glob("*.pt"))
+
+
+def test_search_interrupted_after_its_warm_up_continues_where_it_stopped(resume_trainer, tmp_path):
+    space = resume_trainer.space
+    settings = PredictiveSettings(n_bootstrap=1, threshold=0.2, min_points=3, first_check=4)  # checks 0, 4, 8, 12
+    reference = SearchSession(space, resume_trainer, tmp_path / "reference", "predictive", settings).run()
+    ranked = sorted(search_order(space), key=lambda c: -reference.records[c.id].scores[1])
+    assert reference.records[ranked[0].id].status == "finished"  # the best at the first check is the bootstrap run
+
+    def interrupt_the_bootstrap_run(event: str, record) -> None:
+        if record.id == ranked[0].id and event == "point" and record.steps_trained == 8:
+            raise KeyboardInterrupt
+
+    folder = tmp_path / "interrupted"
+    with pytest.raises(KeyboardInterrupt):
+        SearchSession(space, resume_trainer, folder, "predictive", settings,
+                      on_event=interrupt_the_bootstrap_run).run()
+    saved = {r["id"]: r for r in json.loads((folder / "state.json").read_text())["records"]}
+    assert all(saved[c.id]["status"] == "paused" and saved[c.id]["steps"] == [0, 4] for c in ranked[1:])
+    events: list[tuple[str, str, int]] = []
+    state = SearchSession(space, resume_trainer, folder, "predictive", settings,
+                          on_event=lambda event, record: events.append((event, record.id, record.steps_trained))
+                          ).run()
+    assert events[0] == ("finished", ranked[0].id, 12)  # continued from its checkpoint at step 8
+    assert all(steps >= 8 for _, _, steps in events)  # the warm-up was not run again
+    for candidate_id, record in reference.records.items():
+        after = state.records[candidate_id]
+        assert (after.status, after.steps, after.evaluations) == (record.status, record.steps, record.evaluations)
+        assert after.scores == pytest.approx(record.scores, abs=1e-6)
+    assert state.best_id == reference.best_id
+
+
+def test_state_of_an_older_version_is_refused_clearly(resume_trainer, tmp_path):
+    space = resume_trainer.space
+    session = SearchSession(space, resume_trainer, tmp_path, "predictive", PredictiveSettings())
+    payload = session.state.to_dict() | {"version": 1}
+    session.state_path.write_text(json.dumps(payload))
+    with pytest.raises(ValueError, match="another version of st-pooling search"):
+        SearchSession(space, resume_trainer, tmp_path, "predictive", PredictiveSettings())
+    assert json.loads(session.state_path.read_text()) == payload
 
 
 def test_resuming_with_another_space_refuses_and_keeps_the_state(resume_trainer, tmp_path):

@@ -88,6 +88,14 @@ def test_top_k_is_exact_and_breaks_ties_by_corpus_order():
     assert ranked.tolist() == [[0, 2, 3]]  # documents 0 and 2 tie at cosine 1
 
 
+def test_an_empty_document_ranks_at_cosine_zero_but_an_empty_query_is_refused():
+    # a decoder that adds no special token embeds an empty document (Cranfield has two) as zeros
+    corpus = np.array([[0.0, 0.0], [-1.0, 0.1], [1.0, 0.0]])
+    assert top_k_by_cosine(np.array([[1.0, 0.0]]), corpus, k=3).tolist() == [[2, 0, 1]]
+    with pytest.raises(ValueError, match="query_emb has 1 all-zero"):
+        top_k_by_cosine(np.zeros((1, 2)), corpus, k=3)
+
+
 def _random_retrieval_problem(seed: int = 3, n_queries: int = 25, n_docs: int = 300):
     rng = np.random.default_rng(seed)
     queries = rng.normal(size=(n_queries, 12))

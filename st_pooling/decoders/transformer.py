@@ -15,6 +15,7 @@ the real tokens (it would for absolute position embeddings such as GPT-2's).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -87,6 +88,18 @@ class DecoderTransformer(Transformer):
     @attention_mode.setter
     def attention_mode(self, mode: str) -> None:
         set_attention_mode(self.model, mode)
+
+    def preprocess(self, inputs: Sequence[Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """ST's preprocess, with an empty text read as the EOS token.
+
+        A decoder tokenizer that adds no special token turns "" into zero tokens; every pooling would then see an
+        empty row (a zero vector, or NaN from some of sentence-transformers' own modes). Empty texts occur in real
+        data (two Cranfield documents), so they get the one token that means "end of text".
+        """
+        eos = self.tokenizer.eos_token
+        if eos is not None and not self.append_eos:
+            inputs = [eos if isinstance(text, str) and not text else text for text in inputs]
+        return super().preprocess(inputs, *args, **kwargs)
 
     def forward(self, features: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         """ST's forward, plus position ids counted from the attention mask (left padding safe)."""

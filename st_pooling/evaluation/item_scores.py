@@ -113,9 +113,13 @@ def _float_vector(name: str, values: Sequence[float] | np.ndarray) -> np.ndarray
     return array
 
 
-def _l2_normalised(name: str, embeddings: np.ndarray) -> np.ndarray:
+def _l2_normalised(name: str, embeddings: np.ndarray, zero_rows_allowed: bool = False) -> np.ndarray:
+    """Rows scaled to unit length. With ``zero_rows_allowed`` an all-zero row stays zero (cosine 0 to everything,
+    as mteb's cos_sim gives it); otherwise it is an error."""
     norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
     zero_rows = np.flatnonzero(norms[:, 0] == 0)
+    if zero_rows.size and zero_rows_allowed:
+        return embeddings / np.where(norms == 0, 1, norms)
     if zero_rows.size:
         raise ValueError(
             f"{name} has {zero_rows.size} all-zero embedding(s) (first at row {zero_rows[0]}): "
@@ -258,7 +262,10 @@ def top_k_by_cosine(query_emb: np.ndarray, corpus_emb: np.ndarray, k: int, chunk
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
     queries = _l2_normalised("query_emb", _float_matrix("query_emb", query_emb, keep_float32=True))
-    corpus = _l2_normalised("corpus_emb", _float_matrix("corpus_emb", corpus_emb, keep_float32=True))
+    # an empty document (possible in real corpora, e.g. Cranfield) embeds to zeros with a decoder that adds no
+    # special token: it then ranks at cosine 0, as in mteb
+    corpus = _l2_normalised("corpus_emb", _float_matrix("corpus_emb", corpus_emb, keep_float32=True),
+                            zero_rows_allowed=True)
     if queries.shape[1] != corpus.shape[1]:
         raise ValueError(
             f"query and corpus embeddings differ in dimension: {queries.shape[1]} vs {corpus.shape[1]}"

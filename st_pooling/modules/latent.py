@@ -29,12 +29,9 @@ class _AttentionHead(PoolingModule):
         self.latents = init_latents(self.num_latents, embedding_dimension)
         self.block = CrossAttentionBlock(embedding_dimension, self.num_heads, self.ffn_multiplier)
 
-    def batch_latents(self, batch_size: int) -> Tensor:
-        return self.latents.unsqueeze(0).expand(batch_size, -1, -1)  # (batch, latents, dim)
-
     def attend_from_latents(self, context: Tensor, context_mask: Tensor) -> Tensor:
         """Latents query ``context`` (batch, c, dim); the mean over latents is the sentence embedding."""
-        attended = self.block(self.batch_latents(context.shape[0]), context.to(self.latents.dtype), context_mask)
+        attended = self.block(self.latents[None], context.to(self.latents.dtype), context_mask)  # (batch, n, dim)
         return attended.mean(dim=1)  # (batch, dim)
 
 
@@ -62,8 +59,10 @@ class NVEmbedPooling(_AttentionHead):
     default_ffn_multiplier = 1  # this feed-forward runs on every token, not on a few latents
 
     def pool(self, states: Tensor, mask: Tensor) -> Tensor:
-        tokens = states.to(self.latents.dtype)
-        latents = self.batch_latents(states.shape[0])
-        all_latents = mask.new_ones(latents.shape[:2])
-        attended = self.block(tokens, latents, all_latents)  # (batch, seq, dim)
-        return F.masked_mean(attended, mask).to(states.dtype)
+        # Everything before the mean is per token and the latents are shared: run the block once over the real
+        # tokens of the whole batch, as one row of queries, and put the results back in place (padding stays 0).
+        real = mask.bool()
+        tokens = states[real].to(self.latents.dtype)[None]  # (1, real tokens, dim)
+        attended = self.block(tokens, self.latents[None], mask.new_ones(1, self.num_latents))[0]
+        per_token = attended.new_zeros(*real.shape, attended.shape[-1]).index_put((real,), attended)
+        return F.masked_mean(per_token, mask).to(states.dtype)

@@ -8,12 +8,12 @@ from st_pooling.search.runner import CandidateRun, SearchTrainer
 from st_pooling.search.space import Candidate, SearchSpace, SearchSpaceError, load_space, space_from_dict, \
     space_from_options
 from st_pooling.search.state import CandidateRecord, SearchState
-from st_pooling.search.strategies import HalvingSettings, PredictiveSettings, SearchSession, rung_budgets, \
-    search_order, settings_for
+from st_pooling.search.strategies import HalvingSettings, PredictiveSettings, SearchSession, check_steps, \
+    rung_budgets, search_order, settings_for
 
 __all__ = [
     "Candidate", "CandidateRecord", "CandidateRun", "ConfigEncoder", "Curve", "FinalScorePredictor",
     "HalvingSettings", "Prediction", "PredictiveSettings", "SearchSession", "SearchSpace", "SearchSpaceError",
-    "SearchState", "SearchTrainer", "curve_features", "leave_one_curve_out", "load_space", "rung_budgets",
-    "search_order", "settings_for", "space_from_dict", "space_from_options",
+    "SearchState", "SearchTrainer", "check_steps", "curve_features", "leave_one_curve_out", "load_space",
+    "rung_budgets", "search_order", "settings_for", "space_from_dict", "space_from_options",
 ]

@@ -41,7 +41,13 @@ def add_search_command(subparsers: argparse._SubParsersAction) -> None:
                      help="predictive: finish only candidates that may beat the best by more than this "
                           "(dev-score units; default 0: any improvement)")
     how.add_argument("--bootstrap", type=int, default=None,
-                     help="predictive: candidates trained to the end before any is stopped (default 3)")
+                     help="predictive: candidates trained to the end before any is stopped (default 1: the "
+                          "best at the first check)")
+    how.add_argument("--first-check", type=int, default=None,
+                     help="predictive: steps to the first check point; later ones double it (default eval_every/4)")
+    how.add_argument("--no-warm-up", dest="warm_up", action="store_false", default=None,
+                     help="predictive: do not train every candidate to its first check before going on in order of "
+                          "that score")
     how.add_argument("--predictor", choices=["forest", "svr"], default=None,
                      help="predictive: random forests or support-vector regression (default forest)")
     how.add_argument("--eta", type=int, default=None, help="halving: keep the best 1/eta at each rung (default 3)")
@@ -78,7 +84,8 @@ def run_search(args: argparse.Namespace) -> int:
     space = build_space(args)
     if args.strategy == "predictive":
         settings = settings_for("predictive", n_bootstrap=args.bootstrap, threshold=args.threshold,
-                                method=args.predictor, min_improvement=args.min_improvement)
+                                method=args.predictor, min_improvement=args.min_improvement,
+                                first_check=args.first_check, warm_up=args.warm_up)
     elif args.strategy == "halving":
         settings = settings_for("halving", eta=args.eta, min_steps=args.min_steps)
     else:

@@ -7,7 +7,12 @@ similar across candidates, rather than the final value itself, so a handful of c
 
 The uncertainty comes from an ensemble: each member is fit on a bootstrap resample of the finished *curves* (rows of
 one curve are not independent, so they are resampled together), and the spread of the members' predictions, with a
-floor ``min_std``, is the standard deviation of a Gaussian over the final score.
+floor ``min_std`` x the fraction of the run still to come (the final score is known exactly at the end), is the
+standard deviation of a Gaussian over the final score. An ensemble fit on one or two curves
+agrees with itself about curves unlike them, so a trend term is added: the gain still to come if the curve kept
+rising at its latest slope per unit of learning rate (which decays linearly to 0 at the end, so that gain is
+slope x steps left / 2), times ``trend_weight`` / number of finished curves. A curve still rising steeply is then
+not written off while the predictor has seen little, and the term fades as finished curves accumulate.
 """
 
 from __future__ import annotations
@@ -73,12 +78,14 @@ class FinalScorePredictor:
         total_steps: the steps of a full run (the curves' last step).
         method: 'forest' (random forests) or 'svr' (support-vector regression, as in Baker et al.).
         n_models: members of the bootstrap ensemble.
-        min_std: the smallest standard deviation a prediction is given (dev-score units).
+        min_std: the smallest standard deviation a prediction at step 0 is given (dev-score units); it shrinks in
+            proportion to the steps left.
         min_points: the shortest prefix (in curve points, step 0 included) trained on and predicted from.
+        trend_weight: weight of the trend term of the uncertainty (0: the ensemble spread and min_std only).
     """
 
     def __init__(self, encoder: ConfigEncoder, total_steps: int, *, method: str = "forest", n_models: int = 8,
-                 min_std: float = 0.003, min_points: int = 2, seed: int = 0) -> None:
+                 min_std: float = 0.003, min_points: int = 2, trend_weight: float = 1.0, seed: int = 0) -> None:
         if method not in METHODS:
             raise ValueError(f"predictor method must be one of {', '.join(METHODS)}, got {method!r}")
         if n_models < 2:
@@ -86,7 +93,10 @@ class FinalScorePredictor:
         if min_points < 2:
             raise ValueError(f"min_points must be >= 2 (a curve prefix needs two points), got {min_points}")
         self.encoder, self.total_steps, self.method = encoder, total_steps, method
+        if trend_weight < 0:
+            raise ValueError(f"trend_weight must be >= 0, got {trend_weight}")
         self.n_models, self.min_std, self.min_points, self.seed = n_models, min_std, min_points, seed
+        self.trend_weight = trend_weight
         self.members: list = []
         self.target_scale = 1.0
         self.n_curves = 0
@@ -136,7 +146,17 @@ class FinalScorePredictor:
         gains = np.array([float(member.predict(row)[0]) for member in self.members]) * self.target_scale \
             * self._remaining(partial)
         spread = float(gains.std(ddof=1)) if len(gains) > 1 else 0.0
-        return Prediction(float(partial.scores[-1] + gains.mean()), math.sqrt(spread**2 + self.min_std**2))
+        trend = self.trend_weight * self.trend_gain(partial) / max(1, self.n_curves)
+        floor = self.min_std * self._remaining(partial)  # the final score is known exactly at the end
+        return Prediction(float(partial.scores[-1] + gains.mean()), math.sqrt(spread**2 + floor**2 + trend**2))
+
+    def trend_gain(self, partial: Curve) -> float:
+        """The gain still to come if the curve kept its latest (positive) slope per unit of the linearly decaying
+        learning rate: slope x steps left / 2."""
+        if len(partial.scores) < 2:
+            return 0.0
+        slope = (partial.scores[-1] - partial.scores[-2]) / max(1, partial.steps[-1] - partial.steps[-2])
+        return max(0.0, slope) * (self.total_steps - partial.steps[-1]) / 2
 
 
 @dataclass(frozen=True)

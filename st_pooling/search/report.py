@@ -15,7 +15,7 @@ import numpy as np
 
 from st_pooling.search.predictor import FinalScorePredictor, leave_one_curve_out, r_squared
 from st_pooling.search.state import CandidateRecord, write_json_atomically
-from st_pooling.search.strategies import PredictiveSettings, SearchSession, search_order
+from st_pooling.search.strategies import PredictiveSettings, SearchSession
 
 
 def _number(value: float | None, digits: int = 4) -> float | None:
@@ -48,7 +48,8 @@ def held_out_accuracy(session: SearchSession) -> dict[str, Any] | None:
 
     def make() -> FinalScorePredictor:
         return FinalScorePredictor(session.encoder, space.steps, method=settings.method, n_models=settings.n_models,
-                                   min_std=settings.min_std, min_points=settings.min_points, seed=space.seed)
+                                   min_std=settings.min_std, min_points=settings.min_points,
+                                   trend_weight=settings.trend_weight, seed=space.seed)
 
     lengths = range(settings.min_points, len(space.eval_steps))
     summary = leave_one_curve_out(curves, make, lengths).summary()
@@ -70,7 +71,9 @@ def summarize(session: SearchSession) -> dict[str, Any]:
         "steps_used": state.steps_used,
         "steps_train_all": space.full_compute_steps,
         "compute_fraction": round(state.steps_used / space.full_compute_steps, 4),
+        "evaluations": state.evaluations_used,
         "seconds_training": round(state.seconds_used, 1),
+        "seconds_evaluating": round(state.eval_seconds_used, 1),
         "seconds_feature_caches": round(session.trainer.cache_seconds, 1),
         "predictor_live": live_accuracy(list(state.records.values())),
         "predictor_leave_one_curve_out": held_out_accuracy(session),
@@ -80,13 +83,14 @@ def summarize(session: SearchSession) -> dict[str, Any]:
 
 
 def candidate_table(session: SearchSession, true_finals: dict[str, float] | None = None) -> str:
-    """A markdown table of every candidate in training order (``true_finals`` adds a train-all column)."""
+    """A markdown table of every candidate in training order (``true_finals`` adds a train-all column); for a
+    predictive search with a warm-up, the order after it."""
     header = ["#", "candidate", "status", "steps", "last dev", "predicted final", "actual final"]
     if true_finals is not None:
         header.append("final if trained fully")
     header.append("note")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for position, candidate in enumerate(search_order(session.space), start=1):
+    for position, candidate in enumerate(session.training_order(), start=1):
         record = session.state.record(candidate)
         prediction = record.last_prediction
         predicted = f"{prediction['mean']:.4f} ± {prediction['std']:.4f}" if prediction else "—"
@@ -157,9 +161,10 @@ def write_report(session: SearchSession, folder: str | Path | None = None,
     lines += [
         "",
         f"Compute: {summary['steps_used']} training steps of {summary['steps_train_all']} for training all "
-        f"{summary['candidates']} candidates to the end ({100 * summary['compute_fraction']:.1f}%); "
-        f"{summary['seconds_training']} s training and evaluating, {summary['seconds_feature_caches']} s building "
-        "the feature caches.",
+        f"{summary['candidates']} candidates to the end ({100 * summary['compute_fraction']:.1f}%) and "
+        f"{summary['evaluations']} dev evaluations; {summary['seconds_training']} s training and evaluating (of "
+        f"which {summary['seconds_evaluating']} s evaluating), {summary['seconds_feature_caches']} s building the "
+        "feature caches.",
         "",
     ]
     live, held_out = summary["predictor_live"], summary["predictor_leave_one_curve_out"]

@@ -30,7 +30,8 @@ from st_pooling.modules.base import PoolingModule
 from st_pooling.modules.registry import pooling_class
 from st_pooling.search.space import Candidate, SearchSpace, SearchSpaceError
 from st_pooling.training.data import TrainingData, load_training_data
-from st_pooling.training.fast_path import CachedHeadEmbedder, batch_loss, dev_score, linear_schedule
+from st_pooling.training.fast_path import (CachedHeadEmbedder, batch_loss, dev_score, head_optimizer,
+                                          linear_schedule, optimizer_step)
 from st_pooling.training.features import LAYER_STACK, FeatureCache, build_feature_cache, cache_kind
 from st_pooling.training.losses import make_loss
 
@@ -146,8 +147,8 @@ class CandidateRun:
         head = self.model[1]
         self.embedder = CachedHeadEmbedder(self.model, trainer.cache_for(head, self.model[0]))
         self.loss = make_loss(self.space.loss, self.model, trainer.train_data)
-        parameters = [parameter for parameter in head.parameters() if parameter.requires_grad]
-        self.optimizer = torch.optim.AdamW(parameters, lr=candidate.learning_rate, weight_decay=0.0)
+        self.parameters = [parameter for parameter in head.parameters() if parameter.requires_grad]
+        self.optimizer = head_optimizer(self.parameters, candidate.learning_rate)
         self.scheduler = linear_schedule(self.optimizer, self.space.steps, 0)
         self.generator = torch.Generator().manual_seed(candidate.seed)
         self.step = 0
@@ -156,6 +157,8 @@ class CandidateRun:
         self.steps: list[int] = []
         self.scores: list[float] = []
         self.seconds = 0.0
+        self.evaluations = 0
+        self.eval_seconds = 0.0
 
     @property
     def head(self) -> PoolingModule:
@@ -175,10 +178,9 @@ class CandidateRun:
         if not math.isfinite(value.item()):
             raise FloatingPointError(f"{self.candidate.id} {self.candidate.label}: the loss became {value.item()} at "
                                      f"step {self.step + 1}; lower its learning rate")
-        self.optimizer.zero_grad(set_to_none=True)
-        value.backward()
-        self.optimizer.step()
-        self.scheduler.step()
+        # no gradient clipping: the search's curves, predictor and benchmark were measured without it (st-pooling
+        # train clips at 1.0 like the HF Trainer, so a chosen head retrained there can end slightly differently)
+        optimizer_step(value, self.parameters, self.optimizer, self.scheduler, max_grad_norm=None)
         self.step += 1
 
     def evaluate(self) -> float:
@@ -186,18 +188,34 @@ class CandidateRun:
         self.head.eval()
         return float(score) if math.isfinite(score) else float("-inf")
 
-    def next_point(self) -> tuple[int, float]:
-        """Train up to the next evaluation step (step 0: just evaluate) and record the dev score there."""
+    def next_point(self, to_step: int | None = None) -> tuple[int, float]:
+        """Train up to ``to_step`` (default: the next step of the space's eval_every grid; step 0 of a run with no
+        point yet: just evaluate) and record the dev score there. The evaluation is counted and timed apart from the
+        training, because on a dev set of hundreds of pairs it costs as much as several training steps."""
+        if to_step is None:
+            to_step = min(self.step + self.space.eval_every, self.space.steps) if self.steps else 0
+        if to_step > self.space.steps or to_step < self.step or (self.steps and to_step == self.step):
+            raise ValueError(f"{self.candidate.id}: cannot record a point at step {to_step} after step {self.step} "
+                             f"(a full run has {self.space.steps} steps)")
         started = time.perf_counter()
-        if self.steps:
-            target = min(self.step + self.space.eval_every, self.space.steps)
-            while self.step < target:
-                self._train_step()
+        while self.step < to_step:
+            self._train_step()
+        evaluating = time.perf_counter()
         score = self.evaluate()
+        self.eval_seconds += time.perf_counter() - evaluating
+        self.evaluations += 1
         self.steps.append(self.step)
         self.scores.append(score)
         self.seconds += time.perf_counter() - started
         return self.step, score
+
+    def known_start(self, score: float) -> None:
+        """Record the dev score of the untrained head (step 0) without evaluating it, when the same head (pooling,
+        options and seed; the learning rate does not change it) has been evaluated already."""
+        if self.steps or self.step:
+            raise ValueError(f"{self.candidate.id}: the start can only be recorded before any other point")
+        self.steps.append(0)
+        self.scores.append(float(score))
 
     @property
     def finished(self) -> bool:
@@ -211,7 +229,8 @@ class CandidateRun:
         path.parent.mkdir(parents=True, exist_ok=True)
         payload: dict[str, Any] = {
             "candidate": self.candidate.id, "step": self.step, "steps": self.steps, "scores": self.scores,
-            "seconds": self.seconds, "order": self.order, "position": self.position,
+            "seconds": self.seconds, "evaluations": self.evaluations, "eval_seconds": self.eval_seconds,
+            "order": self.order, "position": self.position,
             "head": self.head.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "generator": self.generator.get_state(),
         }
@@ -229,6 +248,7 @@ class CandidateRun:
         self.generator.set_state(payload["generator"].cpu())
         self.step, self.order, self.position = payload["step"], payload["order"], payload["position"]
         self.steps, self.scores, self.seconds = list(payload["steps"]), list(payload["scores"]), payload["seconds"]
+        self.evaluations, self.eval_seconds = payload.get("evaluations", 0), payload.get("eval_seconds", 0.0)
 
     def save_model(self, folder: str | Path) -> Path:
         """Save the model with this run's head, ready for ``SentenceTransformer(folder)`` after

@@ -64,6 +64,11 @@ class Candidate:
         options = ",".join(f"{key}={_short(value)}" for key, value in sorted(self.options.items()))
         return f"{self.pooling}({options}{',' if options else ''}lr={self.learning_rate:g})"
 
+    @property
+    def head_key(self) -> str:
+        """What decides the untrained head: the pooling, its options and the seed (the learning rate does not)."""
+        return json.dumps([self.pooling, dict(self.options), self.seed], sort_keys=True, default=str)
+
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "pooling": self.pooling, "options": dict(self.options), "lr": self.learning_rate,
                 "seed": self.seed}

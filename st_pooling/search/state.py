@@ -18,7 +18,8 @@ from typing import Any
 
 from st_pooling.search.space import Candidate, SearchSpace
 
-STATE_VERSION = 1
+STATE_VERSION = 2
+"""Version 2 counts dev evaluations apart from training and lets each strategy choose its evaluation points."""
 STATUSES = ("pending", "running", "paused", "stopped", "finished")
 
 
@@ -38,6 +39,9 @@ class CandidateRecord:
     predictions: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
     stop_reason: str | None = None
+    evaluations: int = 0
+    """Dev evaluations run for this candidate (a start shared with an identical untrained head is not one)."""
+    eval_seconds: float = 0.0
 
     @classmethod
     def of(cls, candidate: Candidate) -> CandidateRecord:
@@ -92,6 +96,14 @@ class SearchState:
     def seconds_used(self) -> float:
         return sum(record.seconds for record in self.records.values())
 
+    @property
+    def evaluations_used(self) -> int:
+        return sum(record.evaluations for record in self.records.values())
+
+    @property
+    def eval_seconds_used(self) -> float:
+        return sum(record.eval_seconds for record in self.records.values())
+
     def to_dict(self) -> dict[str, Any]:
         return {"version": self.version, "fingerprint": self.fingerprint, "strategy": self.strategy,
                 "settings": self.settings, "best_id": self.best_id,
@@ -100,7 +112,9 @@ class SearchState:
     @classmethod
     def from_dict(cls, payload: dict[str, Any]) -> SearchState:
         if payload.get("version") != STATE_VERSION:
-            raise ValueError(f"search state version {payload.get('version')!r} is not {STATE_VERSION}")
+            raise ValueError(f"it was written by another version of st-pooling search (state version "
+                             f"{payload.get('version')!r}, this one reads {STATE_VERSION}; its curves were evaluated "
+                             "on another schedule)")
         records = {item["id"]: CandidateRecord(**item) for item in payload["records"]}
         for record in records.values():
             if record.status not in STATUSES:

@@ -1,13 +1,21 @@
 """How a search spends its compute: predictive early stopping, successive halving, or training every candidate.
 
-* ``predictive`` (Baker et al. 2017): candidates are trained one after another in a seeded random order. The first
-  ``n_bootstrap`` are trained to the end to give the predictor its first curves. Every later candidate is checked at
-  each learning-curve point: the predictor (refit whenever another candidate has finished) gives a Gaussian belief over
-  its final dev score, and the candidate is stopped when P(final > best final so far + ``min_improvement``) <
-  ``threshold``.
+* ``predictive`` (Baker et al. 2017, with a warm-up): every candidate is first trained to its first check point
+  (``first_check`` steps, a quarter of eval_every by default) and evaluated there. The candidates are then taken in
+  descending order of that score, so the most promising sets the bar early. The first ``n_bootstrap`` are trained to
+  the end to give the predictor its first curves. Every later candidate is checked at each of its check points,
+  which double from ``first_check`` (first_check, 2 first_check, 4 first_check, ..., the end): the predictor (refit
+  whenever another candidate has finished) gives a Gaussian belief over its final dev score, and the candidate is
+  stopped when P(final > best final so far + ``min_improvement``) < ``threshold``.
 * ``halving`` (successive halving, the baseline): all candidates get a small budget; the best 1/eta by dev score
-  there go on to eta times the budget, and so on up to the full run.
-* ``all``: every candidate trained to the end (the reference the others are measured against).
+  there go on to eta times the budget, and so on up to the full run. A candidate is evaluated only where halving
+  reads its score: at the end of each rung it reaches.
+* ``all``: every candidate trained to the end (the reference the others are measured against), evaluated on the
+  space's eval_every grid so its full learning curves can be read.
+
+Dev evaluations are counted apart from training steps (``CandidateRecord.evaluations``): on a dev set of a few
+hundred pairs one costs as much as several training steps. The score of an untrained head is the same for every
+learning rate (same pooling, options and seed), so it is evaluated once and shared.
 
 A :class:`SearchSession` owns the state file, the checkpoints and the runs in memory, so each strategy is a short
 loop over "advance this candidate to that step"; everything it decides is a function of the recorded curves, so a
@@ -40,14 +48,20 @@ state file has been written."""
 class PredictiveSettings:
     """Predictive early stopping: bootstrap runs, the stop threshold, and the predictor."""
 
-    n_bootstrap: int = 3
+    n_bootstrap: int = 1
     threshold: float = 0.05
     min_points: int = 2
     method: str = "forest"
     n_models: int = 8
     min_std: float = 0.003
+    trend_weight: float = 1.0
+    """Weight of the predictor's trend term (uncertainty for a still-rising curve while few curves are finished)."""
     min_improvement: float = 0.0
     """A candidate is worth finishing only if it may beat the best by more than this (dev-score units)."""
+    first_check: int | None = None
+    """Steps to the first check point (None: a quarter of the space's eval_every); later ones double it."""
+    warm_up: bool = True
+    """Train every candidate to its first check before any further, and go on in descending order of that score."""
 
     def __post_init__(self) -> None:
         if self.n_bootstrap < 1:
@@ -60,8 +74,12 @@ class PredictiveSettings:
             raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
         if self.min_std <= 0:
             raise ValueError(f"min_std must be > 0, got {self.min_std}")
+        if self.trend_weight < 0:
+            raise ValueError(f"trend_weight must be >= 0, got {self.trend_weight}")
         if self.min_improvement < 0:
             raise ValueError(f"min_improvement must be >= 0, got {self.min_improvement}")
+        if self.first_check is not None and self.first_check < 1:
+            raise ValueError(f"first_check must be >= 1, got {self.first_check}")
 
 
 @dataclass(frozen=True)
@@ -97,6 +115,16 @@ def search_order(space: SearchSpace) -> list[Candidate]:
     order = list(space.candidates)
     random.Random(space.seed).shuffle(order)
     return order
+
+
+def check_steps(space: SearchSpace, settings: PredictiveSettings) -> list[int]:
+    """Predictive search's evaluation points: 0, then ``first_check`` doubling up to the full run (which is one)."""
+    first = min(settings.first_check or max(1, space.eval_every // 4), space.steps)
+    points, step = [0], first
+    while step < space.steps:
+        points.append(step)
+        step *= 2
+    return points + [space.steps]
 
 
 def rung_budgets(space: SearchSpace, settings: HalvingSettings) -> list[int]:
@@ -159,17 +187,32 @@ class SearchSession:
                 self.advance(candidate, self.space.steps)
         return self.state
 
+    def training_order(self) -> list[Candidate]:
+        """The order candidates go on in: predictive search after its warm-up, in descending order of the score at
+        the first check (the seeded order until every candidate has reached it); otherwise the seeded order."""
+        order = search_order(self.space)
+        if self.strategy == "predictive" and self.settings.warm_up:
+            first = check_steps(self.space, self.settings)[1]
+            order = sorted(order, key=lambda c: -self._score_at(self.state.record(c), first))
+        return order
+
     def _run_predictive(self) -> None:
-        for position, candidate in enumerate(search_order(self.space)):
+        points = check_steps(self.space, self.settings)
+        if self.settings.warm_up:
+            for candidate in search_order(self.space):
+                self.advance(candidate, points[1], points=points)
+        order = self.training_order()
+        for position, candidate in enumerate(order):
             bootstrap = position < self.settings.n_bootstrap
-            self.advance(candidate, self.space.steps, decide=None if bootstrap else self._predictive_rule)
+            self.advance(candidate, self.space.steps, decide=None if bootstrap else self._predictive_rule,
+                         points=points)
 
     def _run_halving(self) -> None:
         alive = search_order(self.space)
         budgets = rung_budgets(self.space, self.settings)
         for rung, budget in enumerate(budgets):
             for candidate in alive:
-                self.advance(candidate, budget)
+                self.advance(candidate, budget, points=budgets)
             if budget >= self.space.steps:
                 break
             keep = max(1, len(alive) // self.settings.eta)
@@ -198,24 +241,50 @@ class SearchSession:
                 run = self.trainer.start(candidate)
         if not run.steps and record.steps:  # no usable checkpoint: retrain from the start (same seed, same curve)
             record.steps, record.scores, record.predictions, record.seconds = [], [], [], 0.0
+            record.evaluations, record.eval_seconds = 0, 0.0
         self._runs[candidate.id] = run
         return run
 
+    def _known_start(self, candidate: Candidate) -> float | None:
+        """The step-0 score of an identical untrained head (same pooling, options, seed) already evaluated."""
+        for other in self.space.candidates:
+            if other.id != candidate.id and other.head_key == candidate.head_key:
+                record = self.state.record(other)
+                if record.steps and record.steps[0] == 0 and record.evaluations:
+                    return record.scores[0]
+        return None
+
     def advance(self, candidate: Candidate, to_step: int,
-                decide: Callable[[Candidate, CandidateRecord], str | None] | None = None) -> CandidateRecord:
+                decide: Callable[[Candidate, CandidateRecord], str | None] | None = None,
+                points: list[int] | None = None) -> CandidateRecord:
         """Train ``candidate`` up to ``to_step`` (pausing there), to the end (finishing), or until ``decide``
-        returns a reason to stop it. Finished and stopped candidates are left as they are."""
+        returns a reason to stop it, recording the dev score at each of ``points`` on the way (default: the space's
+        eval_every grid, step 0 included). ``decide`` is also asked at the point the candidate has reached already.
+        Finished and stopped candidates are left as they are."""
         record = self.state.record(candidate)
-        if record.status in ("finished", "stopped") or (record.status == "paused" and record.steps_trained >= to_step):
-            return record
+        if record.status in ("finished", "stopped") or (record.status in ("paused", "running") and record.steps
+                                                        and record.steps_trained >= to_step):
+            return record  # done, or already past to_step (a run interrupted further on is continued later)
+        points = sorted(set(points if points is not None else self.space.eval_steps) | {to_step})
         run = self._run_of(candidate)
         record.status = "running"
+        if decide is not None and run.steps and not (record.predictions
+                                                     and record.predictions[-1]["step"] == record.steps[-1]):
+            reason = decide(candidate, record)
+            if reason:
+                return self.stop(candidate, reason)
         while not run.steps or run.step < to_step:
+            target = next(point for point in points if point > run.step or (not run.steps and point == run.step))
+            known = self._known_start(candidate) if target == 0 else None
             try:
-                run.next_point()
+                if known is not None:
+                    run.known_start(known)
+                else:
+                    run.next_point(target)
             except FloatingPointError as error:
                 return self.stop(candidate, f"diverged: {error}")
             record.steps, record.scores, record.seconds = list(run.steps), list(run.scores), run.seconds
+            record.evaluations, record.eval_seconds = run.evaluations, run.eval_seconds
             if run.finished:
                 return self._finish(candidate, run)
             if not math.isfinite(run.scores[-1]):
@@ -275,14 +344,15 @@ class SearchSession:
             settings = self.settings
             self._predictor = FinalScorePredictor(self.encoder, self.space.steps, method=settings.method,
                                                   n_models=settings.n_models, min_std=settings.min_std,
-                                                  min_points=settings.min_points, seed=self.space.seed).fit(curves)
+                                                  min_points=settings.min_points, trend_weight=settings.trend_weight,
+                                                  seed=self.space.seed).fit(curves)
             self._predictor_curves = key
         return self._predictor
 
     def _predictive_rule(self, candidate: Candidate, record: CandidateRecord) -> str | None:
         """Stop when P(final > best final so far + min_improvement) < threshold."""
         best = self.state.best
-        if best is None or len(record.steps) < self.settings.min_points:
+        if best is None or len(record.steps) < self.settings.min_points or record.id == best.id:
             return None
         prediction = self.predictor().predict(Curve(candidate, tuple(record.steps), tuple(record.scores)))
         bar = best.final + self.settings.min_improvement

@@ -6,9 +6,10 @@ afterwards the same model object (and a saved copy of it) embeds live texts with
 Loss math is shared with the trainer path: the loss is the same sentence-transformers object
 (:func:`st_pooling.training.losses.make_loss`), called through its ``compute_loss_from_embeddings`` with the
 embeddings the head makes of cached features, followed by the model's own modules after the head (Normalize). The
-trainer path calls the same method after embedding the columns live. Batching follows the HF Trainer's defaults: a
-seeded random order per epoch, the last partial batch kept, AdamW without weight decay, a linear schedule with
-optional warm-up.
+trainer path calls the same method after embedding the columns live. Batching and optimisation follow the HF
+Trainer's defaults, so both paths take the same steps: epoch ``e`` (from 0) in the random order seeded with
+``seed + e`` (accelerate's seedable sampler), the last partial batch kept, fused AdamW without weight decay, gradients
+clipped to norm 1.0, a linear schedule with optional warm-up.
 """
 
 from __future__ import annotations
@@ -125,6 +126,24 @@ def dev_score(embedder: CachedHeadEmbedder, loss: nn.Module, dev: TrainingData, 
     return -float(np.mean(losses)), "neg_loss"
 
 
+def head_optimizer(parameters: Sequence[nn.Parameter], learning_rate: float,
+                   weight_decay: float = 0.0) -> torch.optim.AdamW:
+    """Fused AdamW: the HF Trainer's default optimizer (adamw_torch_fused), and the fastest AdamW step."""
+    return torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=weight_decay, fused=True)
+
+
+def optimizer_step(value: Tensor, parameters: Sequence[nn.Parameter], optimizer: torch.optim.Optimizer,
+                   scheduler: torch.optim.lr_scheduler.LRScheduler, max_grad_norm: float | None = 1.0) -> None:
+    """One step as the HF Trainer takes it: backward, gradient norm clipped to ``max_grad_norm`` (its default 1.0),
+    optimizer step, schedule step."""
+    optimizer.zero_grad(set_to_none=True)
+    value.backward()
+    if max_grad_norm is not None:
+        nn.utils.clip_grad_norm_(parameters, max_grad_norm)
+    optimizer.step()
+    scheduler.step()
+
+
 def linear_schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int):
     def factor(step: int) -> float:
         if step < warmup_steps:
@@ -138,11 +157,12 @@ def train_head_on_cache(model: SentenceTransformer, cache: FeatureCache, train: 
                         dev: TrainingData | None = None, epochs: int = 1, batch_size: int = 32,
                         learning_rate: float = 1e-3, weight_decay: float = 0.0, warmup_ratio: float = 0.0,
                         seed: int = 0, early_stopping_patience: int | None = None, max_steps: int | None = None,
-                        show_progress_bar: bool = True) -> FastPathResult:
+                        max_grad_norm: float | None = 1.0, show_progress_bar: bool = True) -> FastPathResult:
     """Train ``model``'s pooling head on ``cache`` (which must hold every train and dev text).
 
     Evaluates on ``dev`` after each epoch, keeps the best epoch's head weights (restored at the end) and stops after
     ``early_stopping_patience`` epochs without improvement. ``max_steps`` caps the optimizer steps (benchmarks).
+    ``max_grad_norm`` clips the head's gradient norm before each step, as the HF Trainer does (its default 1.0).
     """
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
@@ -152,27 +172,23 @@ def train_head_on_cache(model: SentenceTransformer, cache: FeatureCache, train: 
     parameters = [p for p in head.parameters() if p.requires_grad]
     if not parameters:
         raise ValueError(f"{type(head).__name__} has no trainable parameters: there is nothing to train")
-    optimizer = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=weight_decay)
+    optimizer = head_optimizer(parameters, learning_rate, weight_decay)
     steps_per_epoch = math.ceil(len(train) / batch_size)
     total_steps = min(steps_per_epoch * epochs, max_steps or math.inf)
     scheduler = linear_schedule(optimizer, int(total_steps), int(warmup_ratio * total_steps))
-    generator = torch.Generator().manual_seed(seed)
     result = FastPathResult()
     best_state, since_best, step = None, 0, 0
     for epoch in range(1, epochs + 1):
         started = time.perf_counter()
         head.train()
-        order = torch.randperm(len(train), generator=generator).tolist()
+        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed + epoch - 1)).tolist()
         losses = []
         for start in tqdm(range(0, len(order), batch_size), desc=f"epoch {epoch} (cached features)",
                           disable=not show_progress_bar):
             if step >= total_steps:
                 break
             value = batch_loss(loss, embedder, train, order[start:start + batch_size])
-            optimizer.zero_grad(set_to_none=True)
-            value.backward()
-            optimizer.step()
-            scheduler.step()
+            optimizer_step(value, parameters, optimizer, scheduler, max_grad_norm)
             losses.append(value.item())
             step += 1
         train_seconds = time.perf_counter() - started
