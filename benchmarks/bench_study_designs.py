@@ -66,6 +66,36 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def add_training_options(parser: argparse.ArgumentParser) -> None:
+    """The options that decide how the designs are trained and compared (shared with bench_study_suite.py)."""
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--train-rows", type=int, default=0, help="STS-B train pairs to use (0: all 5,749)")
+    parser.add_argument("--dev-rows", type=int, default=0, help="STS-B dev pairs (0: all 1,500)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--max-seq-length", type=int, default=128)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--n-resamples", type=int, default=1000)
+    parser.add_argument("--designs", default="all", help="comma-separated recipe names or 'all'")
+
+
+def use_tf32(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+
+def training_splits(args: argparse.Namespace, data_dir: Path) -> tuple:
+    """STS-B train and dev pairs (subsets when --train-rows / --dev-rows are set), as every design trains on."""
+    train = load_training_data("stsb", data_dir)
+    if args.train_rows:
+        train = train.subset(args.train_rows, seed=args.seed)
+    dev = load_training_data("stsb:dev", data_dir)
+    if args.dev_rows:
+        dev = dev.subset(args.dev_rows, seed=args.seed)
+    return train, dev
+
+
 def build_and_train(name: str, args: argparse.Namespace, train, dev) -> tuple:
     """Design ``name`` (or a zero-shot baseline) built and trained as the study table does: (model, record)."""
     torch.manual_seed(args.seed)
@@ -105,16 +135,8 @@ def build_and_train(name: str, args: argparse.Namespace, train, dev) -> tuple:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--train-rows", type=int, default=0, help="STS-B train pairs to use (0: all 5,749)")
-    parser.add_argument("--dev-rows", type=int, default=0, help="STS-B dev pairs (0: all 1,500)")
+    add_training_options(parser)
     parser.add_argument("--eval-rows", type=int, default=0, help="test pairs per test set (0: all; for smoke runs)")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--max-seq-length", type=int, default=128)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--n-resamples", type=int, default=1000)
-    parser.add_argument("--designs", default="all", help="comma-separated recipe names or 'all'")
     parser.add_argument("--data-dir", default=None, help="folder with stsbenchmark/ and sick/ (default: shared)")
     parser.add_argument("--state", default="benchmarks/results/.study_designs_state")
     parser.add_argument("--output", default="benchmarks/results/study_designs.json")
@@ -124,9 +146,7 @@ def main() -> None:
     data_dir = Path(args.data_dir) if args.data_dir else shared_data_dir()
     if data_dir is None:
         raise SystemExit("no data folder: pass --data-dir or set ST_POOLING_DATA_DIR")
-    if args.device.startswith("cuda"):
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+    use_tf32(args.device)
     state = Path(args.state)
     state.mkdir(parents=True, exist_ok=True)
 
@@ -137,12 +157,7 @@ def main() -> None:
             n = args.eval_rows
             tests[name] = type(data)(data.sentences1[:n], data.sentences2[:n], data.scores[:n],
                                      min_score=data.min_score, max_score=data.max_score)
-    train = load_training_data("stsb", data_dir)
-    if args.train_rows:
-        train = train.subset(args.train_rows, seed=args.seed)
-    dev = load_training_data("stsb:dev", data_dir)
-    if args.dev_rows:
-        dev = dev.subset(args.dev_rows, seed=args.seed)
+    train, dev = training_splits(args, data_dir)
 
     designs = list(STUDY_DESIGNS) if args.designs == "all" else [d.strip() for d in args.designs.split(",")]
     names = list(ZERO_SHOT) + designs

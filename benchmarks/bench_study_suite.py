@@ -26,7 +26,8 @@ from pathlib import Path
 import dill  # pickles the per-item scores' closures (a dependency of datasets, so of mteb)
 import numpy as np
 import torch
-from bench_study_designs import build_and_train, sync  # noqa: E402  (sets the offline environment first)
+# bench_study_designs sets the offline environment on import
+from bench_study_designs import add_training_options, build_and_train, sync, training_splits, use_tf32  # noqa: E402
 from bench_trained_poolings import ST_MODES, TASKS, evaluate_embedder  # noqa: E402
 from sentence_transformers.sentence_transformer.modules import Pooling
 
@@ -35,7 +36,6 @@ from st_pooling.evaluation.runner import SharedForwardEmbedder
 from st_pooling.evaluation.report import format_comparison_table
 from st_pooling.evaluation.stats import paired_bootstrap
 from st_pooling.models import build_transformer
-from st_pooling.training import load_training_data
 from st_pooling.training.recipes import STUDY_DESIGNS
 
 ZERO_SHOT = "zero-shot"
@@ -143,18 +143,10 @@ def write_report(args: argparse.Namespace, results: dict, seconds: float) -> Non
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--train-rows", type=int, default=0, help="STS-B train pairs to use (0: all 5,749)")
-    parser.add_argument("--dev-rows", type=int, default=0, help="STS-B dev pairs (0: all 1,500)")
+    add_training_options(parser)
     parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated subset of the seven tasks")
     parser.add_argument("--max-items", type=int, default=None, help="items per task (default: every item)")
-    parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--eval-batch-size", type=int, default=128)
-    parser.add_argument("--max-seq-length", type=int, default=128)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--n-resamples", type=int, default=1000)
-    parser.add_argument("--designs", default="all", help="comma-separated recipe names or 'all'")
     parser.add_argument("--time-budget", type=float, default=None,
                         help="seconds: start no new system after this much time (resume later from --state)")
     parser.add_argument("--state", default="benchmarks/results/.study_suite_state")
@@ -168,17 +160,10 @@ def main() -> None:
     data_dir = shared_data_dir()
     if data_dir is None:
         raise SystemExit("no data folder: set ST_POOLING_DATA_DIR")
-    if args.device.startswith("cuda"):
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+    use_tf32(args.device)
     state = Path(args.state)
     state.mkdir(parents=True, exist_ok=True)
-    train = load_training_data("stsb", data_dir)
-    if args.train_rows:
-        train = train.subset(args.train_rows, seed=args.seed)
-    dev = load_training_data("stsb:dev", data_dir)
-    if args.dev_rows:
-        dev = dev.subset(args.dev_rows, seed=args.seed)
+    train, dev = training_splits(args, data_dir)
     designs = list(STUDY_DESIGNS) if args.designs == "all" else [d.strip() for d in args.designs.split(",")]
     names = [ZERO_SHOT, *designs]
     for name in names:
