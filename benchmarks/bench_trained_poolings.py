@@ -29,6 +29,7 @@ warnings.filterwarnings("ignore", category=UserWarning)  # sklearn's ill-defined
 
 import mteb  # noqa: E402
 import numpy as np  # noqa: E402
+import torch  # noqa: E402
 from sentence_transformers.sentence_transformer.modules import Pooling  # noqa: E402
 
 from st_pooling import build_model  # noqa: E402
@@ -47,13 +48,15 @@ HEADS = {"weighted_sum": 1e-2, "gem": 1e-2, "latent_attention": 1e-3, "mltp": 1e
 ST_MODES = ["mean", "max", "cls", "weightedmean", "lasttoken"]
 
 
-def train_heads(args: argparse.Namespace) -> tuple[dict, dict]:
+def train_heads(args: argparse.Namespace, seed: int) -> tuple[dict, dict]:
+    """Every head of HEADS trained with ``seed`` (its initialisation and batch order; the data subsets stay fixed)."""
     folder = shared_data_dir() / "stsbenchmark"
     train = stsb_scored_pairs(folder, "train").subset(args.train_rows, seed=0)
     dev = stsb_scored_pairs(folder, "dev").subset(args.dev_rows, seed=0)
     texts = train.texts() + dev.texts()
     heads, log, caches = {}, {}, {}
     for pooling, learning_rate in HEADS.items():
+        torch.manual_seed(seed)
         model = build_model("minilm", pooling, max_seq_length=args.max_seq_length, device="cpu")
         kind = "layer_stack" if pooling == "mltp" else "token_states"
         started = time.perf_counter()
@@ -61,7 +64,7 @@ def train_heads(args: argparse.Namespace) -> tuple[dict, dict]:
             caches[kind] = build_feature_cache(model[0], model[1], texts, show_progress_bar=False)
         cache_seconds = time.perf_counter() - started
         result = train_head_on_cache(model, caches[kind], train, make_loss("cosent", model, train), dev=dev,
-                                     epochs=args.epochs, batch_size=32, learning_rate=learning_rate, seed=0,
+                                     epochs=args.epochs, batch_size=32, learning_rate=learning_rate, seed=seed,
                                      show_progress_bar=False)
         heads[pooling] = model[1]
         log[pooling] = {"learning_rate": learning_rate, "cache_seconds": cache_seconds,
@@ -116,16 +119,24 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--max-items", type=int, default=500)
     parser.add_argument("--max-seq-length", type=int, default=128)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0],
+                        help="train every head once per seed; all are evaluated in the same shared forward pass")
     parser.add_argument("--output", default="benchmarks/results/trained_poolings")
     args = parser.parse_args()
     started = time.perf_counter()
-    heads, training = train_heads(args)
+    heads, training = {}, {"seeds": {}}
+    for seed in args.seeds:
+        seed_heads, log = train_heads(args, seed)
+        suffix = f"-seed{seed}" if len(args.seeds) > 1 else ""
+        heads.update({f"{name}{suffix}": head for name, head in seed_heads.items()})
+        training.update(train_rows=log["train_rows"], dev_rows=log["dev_rows"])
+        training["seeds"][seed] = log["heads"]
     with tempfile.TemporaryDirectory() as scratch:
         evaluation = evaluate(heads, args, Path(scratch))
     scores = evaluation["scores"]
     built_in = [f"st-{mode}" for mode in ST_MODES]
     best = max(built_in, key=lambda label: np.mean(list(scores[label].values())))
-    trained = [f"trained-{name}" for name in HEADS]
+    trained = [f"trained-{name}" for name in heads]
     versus_mean = significance(evaluation, "st-mean", [label for label in scores if label != "st-mean"])
     versus_best = significance(evaluation, best, trained) if best != "st-mean" else None
     command = "python benchmarks/bench_trained_poolings.py " + shlex.join(sys.argv[1:])
