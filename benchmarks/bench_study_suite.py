@@ -28,12 +28,11 @@ import numpy as np
 import torch
 # bench_study_designs sets the offline environment on import
 from bench_study_designs import add_training_options, build_and_train, sync, training_splits, use_tf32  # noqa: E402
-from bench_trained_poolings import ST_MODES, TASKS, evaluate_embedder  # noqa: E402
+from bench_trained_poolings import ST_MODES, TASKS, comparison_sections, evaluate_embedder  # noqa: E402
 from sentence_transformers.sentence_transformer.modules import Pooling
 
 from st_pooling.data import shared_data_dir
 from st_pooling.evaluation.runner import SharedForwardEmbedder
-from st_pooling.evaluation.report import format_comparison_table
 from st_pooling.evaluation.stats import paired_bootstrap
 from st_pooling.models import build_transformer
 from st_pooling.training.recipes import STUDY_DESIGNS
@@ -117,15 +116,8 @@ def write_report(args: argparse.Namespace, results: dict, seconds: float) -> Non
              f"by STS-B dev); tasks {'in full' if args.max_items is None else f'subset to {args.max_items} items'}; "
              f"max_seq_length {args.max_seq_length}; `st-*` are zero-shot SmolLM2 with sentence-transformers' own "
              "Pooling modes (causal, no EOS appended).", "",
-             "### Against zero-shot mean pooling", "",
-             format_comparison_table({k: {t: v[t] for t in args.tasks} for k, v in scores.items()}, "st-mean",
-                                     versus_mean), ""]
-    if versus_best is not None:
-        lines += [f"### Against the best built-in ST pooling ({best})", "",
-                  format_comparison_table({k: scores[k] for k in [best, *designs]}, best, versus_best), ""]
-    else:
-        lines += ["The best built-in ST pooling on these tasks (by mean score) is mean itself: the table above is "
-                  "also the comparison against the best built-in.", ""]
+             *comparison_sections(scores, args.tasks, "zero-shot mean pooling", versus_mean, best, versus_best,
+                                  designs)]
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".md").write_text("\n".join(lines), encoding="utf-8")

@@ -112,6 +112,19 @@ def significance(evaluation: dict, reference: str, labels: list[str]) -> dict:
                                            n_resamples=1000, seed=0) for task in TASKS} for label in labels}
 
 
+def comparison_sections(scores: dict, tasks: list[str], mean_name: str, versus_mean: dict, best: str,
+                        versus_best: dict | None, trained: list[str]) -> list[str]:
+    """Markdown: every pooling against ST mean pooling, then the trained ones against the best built-in mode."""
+    lines = [f"### Against {mean_name}", "",
+             format_comparison_table({k: {t: v[t] for t in tasks} for k, v in scores.items()}, "st-mean",
+                                     versus_mean), ""]
+    if versus_best is None:
+        return lines + ["The best built-in ST pooling on these tasks (by mean score) is mean itself: the table "
+                        "above is also the comparison against the best built-in.", ""]
+    return lines + [f"### Against the best built-in ST pooling ({best})", "",
+                    format_comparison_table({k: scores[k] for k in [best, *trained]}, best, versus_best), ""]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train-rows", type=int, default=2000)
@@ -144,15 +157,8 @@ def main() -> None:
              f"Heads trained on {training['train_rows']} STS-B train pairs (CoSENT, fast path, {args.epochs} epochs, "
              f"best epoch by {training['dev_rows']} STS-B dev pairs); tasks subset to {args.max_items} items "
              f"(retrieval: {args.max_items} queries at most); max_seq_length {args.max_seq_length}.", "",
-             "### Against sentence-transformers mean pooling", "",
-             format_comparison_table({k: {t: v[t] for t in TASKS} for k, v in scores.items()}, "st-mean",
-                                     versus_mean), ""]
-    if versus_best is not None:
-        lines += [f"### Against the best built-in ST pooling ({best})", "",
-                  format_comparison_table({k: scores[k] for k in [best, *trained]}, best, versus_best), ""]
-    else:
-        lines += ["The best built-in ST pooling on these tasks (by mean score) is mean itself: the table above is "
-                  "also the comparison against the best built-in.", ""]
+             *comparison_sections(scores, TASKS, "sentence-transformers mean pooling", versus_mean, best,
+                                  versus_best, trained)]
     table = "\n".join(lines)
     print(table)
     out = Path(args.output)
