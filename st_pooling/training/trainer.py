@@ -33,6 +33,7 @@ from sentence_transformers import SentenceTransformer
 from torch import nn
 
 from st_pooling.atomic import replace_folder
+from st_pooling.training.compat import check_lora_dependencies
 from st_pooling.training.data import PairData, ScoredPairData, TrainingData
 from st_pooling.training.fast_path import EpochRecord, pooling_position, train_head_on_cache
 from st_pooling.training.features import DEFAULT_MAX_BYTES, build_feature_cache
@@ -43,8 +44,6 @@ logger = logging.getLogger(__name__)
 MODES = ("head", "full", "lora")
 DEFAULT_LEARNING_RATES = {"head": 1e-3, "full": 2e-5, "lora": 1e-4}
 DEFAULT_HEAD_LEARNING_RATE = 1e-3
-LORA_MISSING = ("LoRA training needs the optional dependency peft: pip install 'st-pooling[lora]' "
-                "(or pip install peft)")
 
 
 @dataclass
@@ -76,6 +75,8 @@ class TrainConfig:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.fast_path and self.mode != "head":
             raise ValueError(f"the frozen-feature fast path needs a frozen base (mode='head'), not mode={self.mode!r}")
+        if self.mode == "lora":
+            check_lora_dependencies()  # before any data or model is touched: a pair that cannot train is refused now
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise ValueError(f"warmup_ratio must lie in [0, 1), got {self.warmup_ratio}")
         if self.epochs < 1 or self.batch_size < 2:
@@ -154,10 +155,8 @@ def prepare_mode(model: SentenceTransformer, config: TrainConfig) -> None:
 
 def add_lora(model: SentenceTransformer, config: TrainConfig) -> None:
     """LoRA adapters on every attention and MLP projection of the base (the study's setting: all linear layers)."""
-    try:
-        from peft import LoraConfig, TaskType
-    except ImportError:
-        raise ImportError(LORA_MISSING) from None
+    from peft import LoraConfig, TaskType  # TrainConfig(mode="lora") has checked that a compatible peft is installed
+
     lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
                       target_modules="all-linear", task_type=TaskType.FEATURE_EXTRACTION)
     model.add_adapter(lora)
