@@ -34,7 +34,7 @@ from sentence_transformers.sentence_transformer.modules import Pooling  # noqa: 
 
 from st_pooling import build_model  # noqa: E402
 from st_pooling.data import shared_data_dir  # noqa: E402
-from st_pooling.evaluation.compare import item_scores_for, model_meta  # noqa: E402
+from st_pooling.evaluation.compare import item_scores_for, model_meta, run_task  # noqa: E402
 from st_pooling.evaluation.runner import PoolingEncoder, SharedForwardEmbedder  # noqa: E402
 from st_pooling.evaluation.report import format_comparison_table  # noqa: E402
 from st_pooling.evaluation.stats import paired_bootstrap  # noqa: E402
@@ -98,11 +98,10 @@ def evaluate_embedder(embedder: SharedForwardEmbedder, base: str, task_names: li
         items[name] = {}
         for label, module in embedder.poolings.items():
             meta = model_meta(base, label, dim, base_parameters + sum(p.numel() for p in module.parameters()))
-            result = mteb.evaluate(PoolingEncoder(embedder, label, meta), task, cache=cache,
-                                   overwrite_strategy="always", encode_kwargs={"batch_size": batch_size},
-                                   show_progress_bar=False)
-            scores[label][name] = float(result.task_results[0].get_score())
-            items[name][label] = item_scores_for(task, embedder, label)
+            run = run_task(PoolingEncoder(embedder, label, meta), task, cache, folder / "predictions" / label,
+                           batch_size=batch_size)
+            scores[label][name] = run.score
+            items[name][label] = item_scores_for(run, embedder, label)
         print(f"evaluated {name}: " + ", ".join(f"{k} {v[name]:.4f}" for k, v in scores.items()), flush=True)
     return {"scores": scores, "items": items, "types": types, "forward_texts": embedder.forward_texts}
 

@@ -39,6 +39,9 @@ def add_compare_command(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--attention-mode", choices=["causal", "bidirectional"], default=None,
                         help="decoder base models only")
     parser.add_argument("--n-resamples", type=int, default=1000, help="bootstrap resamples (default: 1000)")
+    parser.add_argument("--correction", choices=["holm", "none"], default="holm",
+                        help="multiple-comparison correction of the p-values behind the significance marks, for "
+                             "testing several poolings against one reference (default: holm)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default=None)
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -57,7 +60,7 @@ def run_compare(args: argparse.Namespace) -> int:
     comparison = compare_poolings(
         args.model, specs, tasks, args.output, reference=args.reference, batch_size=args.batch_size,
         max_seq_length=args.max_seq_length, attention_mode=args.attention_mode, n_resamples=args.n_resamples,
-        seed=args.seed, show_progress_bar=not args.no_progress, device=args.device)
+        seed=args.seed, correction=args.correction, show_progress_bar=not args.no_progress, device=args.device)
     written = write_report(comparison, args.output, command="st-pooling " + shlex.join(args.argv))
     print(written[0].read_text(encoding="utf-8"))
     print(f"wrote {', '.join(str(path) for path in written)} in {time.perf_counter() - started:.0f} s")

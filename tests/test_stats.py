@@ -139,33 +139,42 @@ def test_retrieval_refuses_queries_without_relevant_documents():
         retrieval_item_scores(queries, corpus, query_ids, corpus_ids, qrels)
 
 
-def test_classification_correctness_per_example():
+def test_classification_items_average_mteb_experiments_to_mteb_accuracy():
     rng = np.random.default_rng(0)
-    labels = np.array(["neg", "pos"] * 60)
-    embeddings = rng.normal(size=(120, 8)) + np.where(labels == "pos", 1.0, -1.0)[:, None] * 0.6
-    scores = classification_item_scores(embeddings[:80], labels[:80], embeddings[80:], labels[80:])
-    from sklearn.linear_model import LogisticRegression
+    labels = rng.integers(0, 3, size=90)
+    predictions = np.where(rng.random((10, 90)) < 0.7, labels, (labels + 1) % 3)  # 10 experiments
+    from sklearn.metrics import accuracy_score
 
-    predicted = LogisticRegression(max_iter=100, random_state=0).fit(embeddings[:80], labels[:80]).predict(embeddings[80:])
-    np.testing.assert_array_equal(scores.per_item["accuracy"], predicted == labels[80:])
-    assert scores.full_score() == pytest.approx(np.mean(predicted == labels[80:]))
-    assert 0.6 < scores.full_score() < 1.0
-    with pytest.raises(ValueError, match="single class"):
-        classification_item_scores(embeddings[:5], ["a"] * 5, embeddings[5:9], ["a"] * 4)
+    scores = classification_item_scores(predictions, labels)
+    np.testing.assert_allclose(scores.per_item["accuracy"], (predictions == labels).mean(axis=0))
+    mteb_accuracy = np.mean([accuracy_score(labels, row) for row in predictions])  # what mteb reports
+    assert scores.full_score() == pytest.approx(mteb_accuracy, abs=1e-12)
+    resample = rng.integers(0, 90, size=90)
+    expected = np.mean([accuracy_score(labels[resample], row[resample]) for row in predictions])
+    assert scores.metric(resample) == pytest.approx(expected, abs=1e-12)
+    with pytest.raises(ValueError, match="lengths differ"):
+        classification_item_scores(predictions, labels[:-1])
 
 
-def test_clustering_v_measure_matches_sklearn_on_resamples():
+def test_clustering_items_reproduce_mteb_runs_and_weight_resampled_documents():
+    """Runs draw documents with replacement (as mteb does); a document resample counts each drawn position as
+    often as its document was drawn: checked against scikit-learn on the explicitly repeated items."""
     rng = np.random.default_rng(2)
-    labels = rng.choice(["sport", "politics", "science", "art"], size=240)
-    centres = {name: rng.normal(size=10) * 2 for name in np.unique(labels)}
-    embeddings = np.stack([centres[name] for name in labels]) + rng.normal(size=(240, 10)) * 1.5
-    scores = clustering_item_scores(embeddings, labels, seed=0)
-    clusters = scores.per_item["cluster"]
-    assert scores.full_score() == pytest.approx(v_measure_score(labels, clusters), abs=1e-12)
-    resamples = rng.integers(0, 240, size=(6, 240))
-    expected = [v_measure_score(labels[r], clusters[r]) for r in resamples]
-    np.testing.assert_allclose(scores.metric_batch(resamples), expected, atol=1e-12)
-    separated = clustering_item_scores(np.repeat(np.eye(3) * 10, 20, axis=0), np.repeat([0, 1, 2], 20))
+    labels = rng.choice(["sport", "politics", "science", "art"], size=60)
+    documents = rng.integers(0, 60, size=(5, 60))  # 5 runs
+    clusters = np.where(rng.random((5, 60)) < 0.6, np.unique(labels, return_inverse=True)[1][documents],
+                        rng.integers(0, 4, size=(5, 60)))
+    scores = clustering_item_scores(documents, clusters, labels)
+    mteb_score = np.mean([v_measure_score(labels[d], c) for d, c in zip(documents, clusters)])
+    assert scores.full_score() == pytest.approx(mteb_score, abs=1e-12)
+    for _ in range(3):
+        resample = rng.integers(0, 60, size=60)
+        draws = np.bincount(resample, minlength=60)
+        expected = np.mean([v_measure_score(np.repeat(labels[d], draws[d]), np.repeat(c, draws[d]))
+                            for d, c in zip(documents, clusters)])
+        assert scores.metric(resample) == pytest.approx(expected, abs=1e-12)
+    separated = clustering_item_scores(np.arange(60)[None, :], np.repeat([0, 1, 2], 20)[None, :],
+                                       np.repeat(["a", "b", "c"], 20))
     assert separated.full_score() == pytest.approx(1.0)
 
 
@@ -231,6 +240,31 @@ def test_test_size_under_no_difference_is_near_alpha():
         b = mean_item_scores(shared + rng.normal(scale=0.7, size=100))
         rejections += paired_bootstrap(a, b, n_resamples=400, seed=seed).p_value < 0.05
     assert 0.01 <= rejections / n_experiments <= 0.11  # nominal 0.05; binomial sd 0.013
+
+
+def test_two_noisy_copies_of_the_same_embeddings_have_a_ci_that_covers_zero_at_the_nominal_rate():
+    """Two "poolings" that are noisy copies of the same sentence embeddings (equal noise): their true STS
+    difference is zero, so the 95% interval should cover zero in about 95% of draws. 300 draws: binomial sd 0.013;
+    tolerance [0.91, 0.99]. A copy with a real advantage (less noise) is detected."""
+    rng = np.random.default_rng(21)
+    covered, detected, n_draws, n_pairs, dim = 0, 0, 300, 150, 64
+    for seed in range(n_draws):
+        gold = rng.uniform(0, 5, size=n_pairs)
+        angle = (1 - gold / 5)[:, None] * np.pi / 2  # gold 5: the same direction; gold 0: orthogonal
+        first, other = rng.normal(size=(2, n_pairs, dim)) / np.sqrt(dim)  # nearly orthogonal unit-ish vectors
+        clean1, clean2 = first, np.cos(angle) * first + np.sin(angle) * other
+
+        def noisy(scale: float) -> np.ndarray:
+            noise = scale / np.sqrt(dim)
+            return sts_item_scores(clean1 + rng.normal(scale=noise, size=clean1.shape),
+                                   clean2 + rng.normal(scale=noise, size=clean2.shape), gold)
+
+        same = paired_bootstrap(noisy(0.5), noisy(0.5), n_resamples=300, seed=seed)
+        covered += same.ci_low <= 0 <= same.ci_high
+        if seed < 40:
+            detected += paired_bootstrap(noisy(0.2), noisy(0.8), n_resamples=300, seed=seed).significant()
+    assert 0.91 <= covered / n_draws <= 0.99
+    assert detected >= 38  # the shift is large: found in (nearly) every draw
 
 
 def test_spearman_difference_interval_covers_the_population_difference():

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import copy
+import json
 import logging
+import random
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import mteb
 import numpy as np
 from mteb.abstasks import AbsTask
 from mteb.models import ModelMeta
 from mteb.models.model_meta import ScoringFunction
+from mteb.results import TaskResult
+from sklearn.metrics import v_measure_score
 
 import st_pooling
 from st_pooling.data import ClassificationData, ClusteringData, RetrievalData, STSData
@@ -24,12 +30,24 @@ from st_pooling.evaluation.item_scores import (
     sts_item_scores,
 )
 from st_pooling.evaluation.runner import PoolingEncoder, PoolingSpec, SharedForwardEmbedder
-from st_pooling.evaluation.stats import BootstrapResult, WilcoxonResult, paired_bootstrap, wilcoxon_by_task_type
+from st_pooling.evaluation.stats import (
+    CORRECTIONS,
+    BootstrapResult,
+    WilcoxonResult,
+    corrected,
+    paired_bootstrap,
+    wilcoxon_by_task_type,
+)
 from st_pooling.evaluation.local_tasks import LocalTask
 from st_pooling.models import build_transformer, pooling_for, reads_last_token
 from st_pooling.modules import pooling_class
 
 logger = logging.getLogger(__name__)
+
+# Per-item scores must reproduce mteb's main score to this, or no interval is printed. mteb rounds retrieval metrics
+# to 5 decimals (its retrieval evaluator), so there the bound is half that rounding unit.
+SCORE_TOLERANCE = {"Retrieval": 0.5e-5 + 1e-9}
+DEFAULT_SCORE_TOLERANCE = 1e-6
 
 
 @dataclass
@@ -46,6 +64,7 @@ class Comparison:
     wilcoxon: dict[str, dict[str, WilcoxonResult]] = field(default_factory=dict)  # label -> type -> vs reference
     forward_texts: int = 0
     results_dir: Path | None = None
+    correction: str = "holm"  # of the p-values behind the significance marks: holm | none
 
 
 def safe_name(text: str) -> str:
@@ -62,8 +81,70 @@ def model_meta(base: str, label: str, dim: int, n_parameters: int | None) -> Mod
     ))
 
 
-def item_scores_for(task: AbsTask, embedder: SharedForwardEmbedder, label: str, seed: int = 0) -> ItemScores | None:
-    """Per-item scores of one pooling on a local task (None for tasks whose items st-pooling cannot see)."""
+@dataclass
+class TaskRun:
+    """One configuration's mteb evaluation of one task, with what its per-item scores are read from."""
+
+    task: AbsTask  # the copy mteb evaluated
+    result: TaskResult
+    prediction_folder: Path  # mteb wrote its predictions here
+    sampler: random.Random  # the task's random state before the evaluation: which documents each clustering run drew
+
+    @property
+    def score(self) -> float:
+        return float(self.result.get_score())
+
+    def predictions(self) -> Any:
+        """mteb's predictions for the task's one subset and split (mteb's documented file name), or None."""
+        path = self.prediction_folder / f"{self.task.metadata.name}_predictions.json"
+        if not path.is_file():
+            return None
+        subsets = {k: v for k, v in json.loads(path.read_text(encoding="utf-8")).items() if k != "mteb_model_meta"}
+        if len(subsets) != 1:
+            return None
+        splits = next(iter(subsets.values()))
+        return splits.get("test") if len(splits) == 1 else None
+
+
+def run_task(encoder: PoolingEncoder, task: AbsTask, cache: mteb.ResultCache, prediction_folder: Path, *,
+             batch_size: int = 32, show_progress_bar: bool = False) -> TaskRun:
+    """Evaluate ``encoder`` on a fresh copy of ``task`` through mteb, keeping its predictions.
+
+    A fresh copy per configuration: mteb draws a clustering task's runs from the task's random state, which an
+    evaluation advances, so every configuration must start from the same state to be scored on the same documents.
+    """
+    fresh = copy.deepcopy(task)
+    sampler = copy.deepcopy(fresh.rng_state)  # public attribute of mteb's AbsTask
+    result = mteb.evaluate(encoder, fresh, cache=cache, overwrite_strategy="always", prediction_folder=prediction_folder,
+                           encode_kwargs={"batch_size": batch_size, "show_progress_bar": False},
+                           show_progress_bar=show_progress_bar)
+    return TaskRun(task=fresh, result=result.task_results[0], prediction_folder=prediction_folder, sampler=sampler)
+
+
+def _clustering_runs(run: TaskRun, labels: Sequence[object]) -> tuple[np.ndarray, np.ndarray] | None:
+    """(documents, clusters) of each of mteb's clustering runs: clusters from mteb's predictions; documents by
+    replaying mteb's draw (``rng.choices(range(n), k=sample size)`` per run) from the task's random state. mteb does
+    not write which documents a run drew, so the replay is checked: its v-measures must equal mteb's per run."""
+    predictions = run.predictions()
+    if not predictions or set(predictions) != {"Level 0"}:
+        return None
+    clusters = np.asarray(predictions["Level 0"], dtype=np.int64)  # (runs, sample size)
+    sampler = copy.deepcopy(run.sampler)
+    documents = np.asarray([sampler.choices(range(len(labels)), k=clusters.shape[1]) for _ in clusters])
+    mteb_per_run = run.result.scores["test"][0].get("v_measures", {}).get("Level 0")
+    label_array = np.asarray(labels)
+    replayed = [v_measure_score(label_array[d], c) for d, c in zip(documents, clusters)]
+    if mteb_per_run is None or not np.allclose(replayed, mteb_per_run, rtol=0, atol=1e-9):
+        logger.warning("%s: the replayed clustering runs do not reproduce mteb's per-run scores",
+                       run.task.metadata.name)
+        return None
+    return documents, clusters
+
+
+def item_scores_for(run: TaskRun, embedder: SharedForwardEmbedder, label: str) -> ItemScores | None:
+    """Per-item scores of one configuration on a local task, whose metric over all items is mteb's main score
+    (None where st-pooling cannot see the items, or the main metric does not decompose into them)."""
+    task = run.task
     if not isinstance(task, LocalTask):
         return None
     data = task.local_data()
@@ -72,30 +153,56 @@ def item_scores_for(task: AbsTask, embedder: SharedForwardEmbedder, label: str, 
         return embedder.embeddings(list(texts), label)
 
     if isinstance(data, STSData):
-        return sts_item_scores(embed(data.sentences1), embed(data.sentences2), data.scores)
-    if isinstance(data, ClassificationData):
-        return classification_item_scores(embed(data.train_texts), data.train_labels, embed(data.test_texts),
-                                          data.test_labels, seed=seed)
-    if isinstance(data, ClusteringData):
-        return clustering_item_scores(embed(data.texts), data.labels, seed=seed)
-    if isinstance(data, RetrievalData):
+        scores = sts_item_scores(embed(data.sentences1), embed(data.sentences2), data.scores)
+    elif isinstance(data, ClassificationData):
+        predictions = run.predictions()
+        if task.metadata.main_score != "accuracy" or predictions is None:
+            return None
+        index = {name: position for position, name in enumerate(task.label_names)}
+        scores = classification_item_scores(np.asarray(predictions), [index[name] for name in data.test_labels])
+    elif isinstance(data, ClusteringData):
+        runs = _clustering_runs(run, data.labels)
+        if runs is None:
+            return None
+        scores = clustering_item_scores(*runs, data.labels)
+    elif isinstance(data, RetrievalData):
         query_ids = [q for q in data.queries if any(gain > 0 for gain in data.qrels.get(q, {}).values())]
         corpus_ids = list(data.corpus)
-        return retrieval_item_scores(embed([data.queries[q] for q in query_ids]),
-                                     embed([data.corpus[d] for d in corpus_ids]), query_ids, corpus_ids, data.qrels,
-                                     ignore_identical_ids=data.ignore_identical_ids)
-    return None
+        scores = retrieval_item_scores(embed([data.queries[q] for q in query_ids]),
+                                       embed([data.corpus[d] for d in corpus_ids]), query_ids, corpus_ids,
+                                       data.qrels, ignore_identical_ids=data.ignore_identical_ids)
+    else:
+        return None
+    tolerance = SCORE_TOLERANCE.get(task.metadata.type, DEFAULT_SCORE_TOLERANCE)
+    if abs(scores.full_score() - run.score) > tolerance:  # never print a CI of another quantity
+        logger.warning("%s: per-item scores give %.6f, mteb %.6f for %s: no confidence interval shown",
+                       task.metadata.name, scores.full_score(), run.score, label)
+        return None
+    return scores
+
+
+def against_reference(per_item: dict[str, ItemScores | None], reference: str, *, n_resamples: int = 1000,
+                      seed: int = 0, correction: str = "holm") -> dict[str, BootstrapResult]:
+    """Paired bootstrap of every configuration against ``reference`` on one task, corrected for their number.
+    Configurations without per-item scores get no entry ("n/a" in the tables)."""
+    if per_item[reference] is None:
+        return {}
+    results = {label: paired_bootstrap(scores, per_item[reference], n_resamples=n_resamples, seed=seed)
+               for label, scores in per_item.items() if label != reference and scores is not None}
+    return corrected(results, correction)
 
 
 def compare_poolings(base: str, specs: Sequence[PoolingSpec], tasks: Sequence[AbsTask], output_dir: str | Path, *,
                      reference: str | None = None, batch_size: int = 32, max_seq_length: int | None = None,
                      attention_mode: str | None = None, n_resamples: int = 1000, seed: int = 0,
-                     show_progress_bar: bool = True, device: str | None = None) -> Comparison:
+                     correction: str = "holm", show_progress_bar: bool = True,
+                     device: str | None = None) -> Comparison:
     """Evaluate every pooling in ``specs`` on ``tasks`` with one shared forward pass of ``base``.
 
     mteb writes each configuration's results in its usual layout under ``output_dir/mteb``; the returned
     :class:`Comparison` holds the main scores and the paired-bootstrap / Wilcoxon statistics against ``reference``
-    (default: the first spec).
+    (default: the first spec). With ``correction="holm"`` the p-values behind the significance marks are corrected
+    for testing every other configuration against the reference (per task, and per task type for Wilcoxon).
     """
     if not specs:
         raise ValueError("give at least one pooling to compare")
@@ -105,6 +212,8 @@ def compare_poolings(base: str, specs: Sequence[PoolingSpec], tasks: Sequence[Ab
     reference = reference or labels[0]
     if reference not in labels:
         raise ValueError(f"reference {reference!r} is not among the compared poolings {labels}")
+    if correction not in CORRECTIONS:
+        raise ValueError(f"correction must be one of {', '.join(CORRECTIONS)}, got {correction!r}")
     for spec in specs:
         pooling_class(spec.pooling)  # fail on an unknown name before any heavy work
     needs_layers = any(pooling_class(spec.pooling).needs_layers for spec in specs)
@@ -120,7 +229,7 @@ def compare_poolings(base: str, specs: Sequence[PoolingSpec], tasks: Sequence[Ab
     cache = mteb.ResultCache(cache_path=output_dir / "mteb")
     dim = transformer.get_embedding_dimension()
     comparison = Comparison(base=base, labels=labels, reference=reference, scores={label: {} for label in labels},
-                            task_types={}, main_metrics={}, results_dir=output_dir / "mteb")
+                            task_types={}, main_metrics={}, results_dir=output_dir / "mteb", correction=correction)
     for task in tasks:
         name = task.metadata.name
         comparison.task_types[name] = task.metadata.type
@@ -128,20 +237,20 @@ def compare_poolings(base: str, specs: Sequence[PoolingSpec], tasks: Sequence[Ab
         per_item: dict[str, ItemScores | None] = {}
         for label in labels:
             meta = model_meta(base, label, dim, base_parameters + poolings[label].num_parameters())
-            encoder = PoolingEncoder(embedder, label, meta)
-            result = mteb.evaluate(encoder, task, cache=cache, overwrite_strategy="always",
-                                   encode_kwargs={"batch_size": batch_size, "show_progress_bar": False},
-                                   show_progress_bar=show_progress_bar)
-            comparison.scores[label][name] = float(result.task_results[0].get_score())
-            per_item[label] = item_scores_for(task, embedder, label, seed=seed)
-        if per_item[reference] is not None:
-            for label in labels:
-                if label != reference:
-                    comparison.bootstrap.setdefault(label, {})[name] = paired_bootstrap(
-                        per_item[label], per_item[reference], n_resamples=n_resamples, seed=seed)
-    for label in labels:
-        if label != reference:
-            comparison.wilcoxon[label] = wilcoxon_by_task_type(comparison.scores[label], comparison.scores[reference],
-                                                               comparison.task_types)
+            run = run_task(PoolingEncoder(embedder, label, meta), task, cache,
+                           output_dir / "predictions" / safe_name(label), batch_size=batch_size,
+                           show_progress_bar=show_progress_bar)
+            comparison.scores[label][name] = run.score
+            per_item[label] = item_scores_for(run, embedder, label)
+        for label, result in against_reference(per_item, reference, n_resamples=n_resamples, seed=seed,
+                                               correction=correction).items():
+            comparison.bootstrap.setdefault(label, {})[name] = result
+    wilcoxon = {label: wilcoxon_by_task_type(comparison.scores[label], comparison.scores[reference],
+                                             comparison.task_types) for label in labels if label != reference}
+    for task_type in {t for per_type in wilcoxon.values() for t in per_type}:
+        adjusted = corrected({label: per_type[task_type] for label, per_type in wilcoxon.items()}, correction)
+        for label, result in adjusted.items():
+            wilcoxon[label][task_type] = result
+    comparison.wilcoxon = wilcoxon
     comparison.forward_texts = embedder.forward_texts
     return comparison

@@ -1,14 +1,16 @@
 """Per-item scores of one pooling on one task, for paired significance tests.
 
-mteb reports one number per task and does not expose per-item scores, so st-pooling
-recomputes the task's main metric from the embeddings, item by item:
+mteb reports one number per task. st-pooling decomposes it into items so that the metric over all
+items equals mteb's main score exactly: STS and retrieval from the embeddings (the same cosines mteb
+computes), classification and clustering from the predictions mteb itself wrote
+(``mteb.evaluate(..., prediction_folder=...)``):
 
 | task type      | item             | metric over a set of items                          |
 |----------------|------------------|-----------------------------------------------------|
 | STS            | sentence pair    | Spearman between cosine(e1, e2) and the gold score   |
 | Retrieval      | query            | mean per-query nDCG@10 (exact cosine search)         |
-| Classification | test example     | accuracy of one logistic regression fit on train     |
-| Clustering     | document         | v-measure of one k-means assignment vs the labels    |
+| Classification | test example     | accuracy, averaged over mteb's experiments' predictions |
+| Clustering     | document         | v-measure, averaged over mteb's clustering runs      |
 
 Each builder returns an :class:`ItemScores`: the per-item arrays and a metric that maps a
 resample of item indices to the task's metric. The mteb score stays the headline number;
@@ -330,59 +332,44 @@ def retrieval_item_scores(
 # ----------------------------------------------------------------------------- classification
 
 
-def classification_item_scores(
-    train_emb: np.ndarray,
-    train_labels: Sequence[object] | np.ndarray,
-    test_emb: np.ndarray,
-    test_labels: Sequence[object] | np.ndarray,
-    seed: int = 0,
-    max_iter: int = 100,
-) -> ItemScores:
-    """Items are test examples; the metric is accuracy.
+def classification_item_scores(predictions: np.ndarray, test_labels: Sequence[object] | np.ndarray) -> ItemScores:
+    """Items are test examples; the metric is mteb's accuracy, from mteb's own predictions.
 
-    One logistic regression (mteb's default classifier: scikit-learn
-    ``LogisticRegression(max_iter=100)``, here with ``random_state=seed``) is fit on all
-    train embeddings; each test example scores 1 if predicted correctly, else 0. (mteb
-    averages 10 fits on small label-balanced subsamples of train, so its headline accuracy
-    differs slightly; the paired difference is what the bootstrap is for.)
+    ``predictions`` has one row per mteb experiment (mteb fits ``n_experiments`` classifiers on label-balanced
+    subsamples of train and averages their accuracies): shape (experiments, test items). An item's score is its
+    correctness averaged over the experiments, so the mean over all items equals mteb's accuracy exactly.
     """
-    from sklearn.linear_model import LogisticRegression
-
-    train = _float_matrix("train_emb", train_emb)
-    test = _float_matrix("test_emb", test_emb)
-    train_y = np.asarray(train_labels)
-    test_y = np.asarray(test_labels)
-    _same_length(train_emb=train, train_labels=train_y)
-    _same_length(test_emb=test, test_labels=test_y)
-    if train.shape[1] != test.shape[1]:
-        raise ValueError(f"train and test embeddings differ in dimension: {train.shape[1]} vs {test.shape[1]}")
-    if np.unique(train_y).size < 2:
-        raise ValueError("the train labels hold a single class: a classifier cannot be fit")
-    classifier = LogisticRegression(max_iter=max_iter, random_state=seed)
-    classifier.fit(train, train_y)
-    correct = (classifier.predict(test) == test_y).astype(np.float64)
-    return mean_item_scores(correct, task_type="Classification", metric_name="accuracy", targets=test_y)
+    predicted = np.asarray(predictions)
+    labels = np.asarray(test_labels)
+    if predicted.ndim != 2 or predicted.shape[0] == 0:
+        raise ValueError(f"predictions must have shape (experiments, items), got {predicted.shape}")
+    _same_length(predictions_per_experiment=predicted[0], test_labels=labels)
+    correct = (predicted == labels[None, :]).mean(axis=0)  # (items,): share of experiments that got it right
+    return mean_item_scores(correct, task_type="Classification", metric_name="accuracy", targets=labels)
 
 
 # ----------------------------------------------------------------------------- clustering
 
 
 def _entropy_from_counts(counts: np.ndarray, totals: np.ndarray) -> np.ndarray:
-    """Entropy (nats) of each row's distribution given as counts; counts (R, m), totals (R,)."""
+    """Entropy (nats) of each row's distribution given as (weighted) counts; counts (R, m), totals (R,)."""
     return np.log(totals) - xlogy(counts, counts).sum(axis=1) / totals
 
 
-def v_measure_rows(labels: np.ndarray, clusters: np.ndarray, n_labels: int, n_clusters: int) -> np.ndarray:
-    """V-measure of each row of (labels, clusters), both integer codes of shape (R, n).
+def v_measure_rows(labels: np.ndarray, clusters: np.ndarray, n_labels: int, n_clusters: int,
+                   weights: np.ndarray | None = None) -> np.ndarray:
+    """V-measure of each row of (labels, clusters), both integer codes of shape (R, n), each item counted
+    ``weights`` times (default once; shape (R, n)).
 
-    Same definition as scikit-learn's ``v_measure_score`` (beta = 1): homogeneity and
-    completeness are 1 when the corresponding entropy is 0; v is 0 when both are 0.
+    Same definition as scikit-learn's ``v_measure_score`` (beta = 1) on the items repeated by their weights:
+    homogeneity and completeness are 1 when the corresponding entropy is 0; v is 0 when both are 0.
     """
     n_rows, n_items = labels.shape
     codes = (np.arange(n_rows)[:, None] * n_labels + labels) * n_clusters + clusters
-    joint = np.bincount(codes.ravel(), minlength=n_rows * n_labels * n_clusters)
+    counted = None if weights is None else np.asarray(weights, dtype=np.float64).ravel()
+    joint = np.bincount(codes.ravel(), weights=counted, minlength=n_rows * n_labels * n_clusters)
     joint = joint.reshape(n_rows, n_labels, n_clusters).astype(np.float64)  # (R, labels, clusters)
-    totals = np.full(n_rows, float(n_items))
+    totals = joint.sum(axis=(1, 2))
     entropy_labels = _entropy_from_counts(joint.sum(axis=2), totals)
     entropy_clusters = _entropy_from_counts(joint.sum(axis=1), totals)
     entropy_joint = _entropy_from_counts(joint.reshape(n_rows, -1), totals)
@@ -398,39 +385,39 @@ def v_measure_rows(labels: np.ndarray, clusters: np.ndarray, n_labels: int, n_cl
     return v_measure
 
 
-def clustering_item_scores(
-    emb: np.ndarray, labels: Sequence[object] | np.ndarray, seed: int = 0
-) -> ItemScores:
-    """Items are documents; the metric is the v-measure of (labels, cluster assignment).
+def clustering_item_scores(run_documents: np.ndarray, run_clusters: np.ndarray,
+                           labels: Sequence[object] | np.ndarray) -> ItemScores:
+    """Items are documents; the metric is mteb's v-measure averaged over its clustering runs, from mteb's own runs.
 
-    One k-means (scikit-learn ``KMeans``, k = number of distinct labels, k-means++ init, the
-    best of 10 initialisations, ``random_state=seed``: a single initialisation can land in a
-    degenerate split and make the score a coin toss) assigns every document a cluster once; a resample
-    restricts (labels, assignments) to the resampled documents, repeats included.
+    mteb clusters ``runs`` samples of the documents (drawn with replacement) and averages the v-measures.
+    ``run_documents`` (runs, sample size) holds which document each sampled position is, ``run_clusters`` the
+    cluster mteb's k-means gave it. A resample of documents counts each sampled position as often as its document
+    was drawn, in every run (the same resample for both poolings, whose runs sample the same documents); with every
+    document drawn once this is mteb's score exactly. The k-means assignments stay as mteb fitted them.
     """
-    from sklearn.cluster import KMeans
-
-    embeddings = _float_matrix("emb", emb)
+    documents = np.asarray(run_documents, dtype=np.int64)
+    clusters = np.asarray(run_clusters, dtype=np.int64)
     label_array = np.asarray(labels)
-    _same_length(emb=embeddings, labels=label_array)
+    if documents.ndim != 2 or documents.shape != clusters.shape:
+        raise ValueError(f"run_documents and run_clusters must both be (runs, sample size), got {documents.shape} "
+                         f"and {clusters.shape}")
     label_values, label_codes = np.unique(label_array, return_inverse=True)
-    n_labels = label_values.size
-    if n_labels < 2:
-        raise ValueError("clustering needs at least 2 distinct labels")
-    if embeddings.shape[0] <= n_labels:
-        raise ValueError(
-            f"clustering needs more documents ({embeddings.shape[0]}) than labels ({n_labels})"
-        )
-    kmeans = KMeans(n_clusters=n_labels, init="k-means++", n_init=10, random_state=seed)
-    assignments = kmeans.fit_predict(embeddings).astype(np.int64)
+    n_labels, n_clusters = label_values.size, int(clusters.max()) + 1
+    run_labels = label_codes[documents]  # (runs, sample size)
 
     def v_measure_over_resample(indices: np.ndarray) -> np.ndarray:
-        return v_measure_rows(label_codes[indices], assignments[indices], n_labels, n_labels)
+        draws = np.zeros((indices.shape[0], label_array.size))  # (resamples, documents): times each was drawn
+        np.add.at(draws, (np.arange(indices.shape[0])[:, None], indices), 1.0)
+        per_run = [v_measure_rows(np.broadcast_to(run_labels[r], draws.shape[:1] + run_labels[r].shape),
+                                  np.broadcast_to(clusters[r], draws.shape[:1] + clusters[r].shape),
+                                  n_labels, n_clusters, weights=draws[:, documents[r]])
+                   for r in range(documents.shape[0])]
+        return np.mean(per_run, axis=0)
 
     return ItemScores(
         task_type="Clustering",
         metric_name="v_measure",
-        per_item={"label": label_codes, "cluster": assignments},
+        per_item={"label": label_codes},
         batch_metric=v_measure_over_resample,
         targets=label_array,
     )

@@ -17,7 +17,7 @@ from st_pooling.evaluation.stats import (
 )
 
 CSV_COLUMNS = ["task", "task_type", "metric", "pooling", "score", "reference", "difference", "ci_low", "ci_high",
-               "p_value", "significant"]
+               "p_value", "p_adjusted", "significant"]
 
 
 def _signed(value: float, digits: int) -> str:
@@ -29,7 +29,7 @@ def format_difference(result: BootstrapResult, digits: int = 4, alpha: float = D
     return (
         f"{_signed(result.difference, digits)} "
         f"[{_signed(result.ci_low, digits)}, {_signed(result.ci_high, digits)}]"
-        f"{significance_mark(result.p_value, alpha)}"
+        f"{significance_mark(result.p_for_significance, alpha)}"
     )
 
 
@@ -69,7 +69,12 @@ def format_comparison_table(
             cells.append(format_difference(result, digits, alpha) if result is not None else "n/a")
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
-    lines.append(f"\\* p < {alpha} (paired bootstrap over the task's items).")
+    corrected = any(r.p_adjusted is not None for per_task in bootstrap.values() for r in per_task.values())
+    lines.append(f"\\* p < {alpha} (paired bootstrap over the task's items"
+                 + (", Holm-corrected for the poolings tested against the reference" if corrected else "") + "). "
+                 "Each difference is the difference of the two scores printed beside it. n/a: no interval, because "
+                 "st-pooling cannot see the task's items (a Hub task) or its main metric does not decompose into "
+                 "them.")
     return "\n".join(lines)
 
 
@@ -98,7 +103,8 @@ def format_wilcoxon_table(
             if result is None:
                 cells.append("")
                 continue
-            mark = significance_mark(result.p_value, alpha) if result.p_value is not None else " (n/a)"
+            p_value = result.p_for_significance
+            mark = significance_mark(p_value, alpha) if p_value is not None else " (n/a)"
             cells.append(f"{_signed(result.mean_difference, digits)}{mark}")
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
@@ -125,7 +131,8 @@ def csv_rows(comparison: Comparison) -> list[dict[str, object]]:
                 "ci_low": "" if result is None else result.ci_low,
                 "ci_high": "" if result is None else result.ci_high,
                 "p_value": "" if result is None else result.p_value,
-                "significant": "" if result is None else bool(significance_mark(result.p_value)),
+                "p_adjusted": "" if result is None or result.p_adjusted is None else result.p_adjusted,
+                "significant": "" if result is None else result.significant(),
             })
     return rows
 
@@ -137,8 +144,11 @@ def markdown_report(comparison: Comparison, command: str | None = None) -> str:
     lines += [
         "Scores are mteb main scores (STS: cosine Spearman, classification: accuracy, clustering: v-measure, "
         f"retrieval: nDCG@10). Each difference is against `{comparison.reference}`, with a paired-bootstrap "
-        "confidence interval over the task's items (pairs, examples, documents, queries), recomputed by st-pooling "
-        "from the same embeddings; `*` marks p < 0.05.",
+        "confidence interval over the task's items (pairs, test examples, documents, queries): each item's share "
+        "of mteb's score (classification and clustering from the predictions mteb wrote), so the difference equals "
+        "the difference of the two scores; `*` marks p < 0.05"
+        + (" after Holm's correction for the poolings tested against the reference" if comparison.correction == "holm"
+           else "") + ".",
         "",
         "## Per task",
         "",
