@@ -27,7 +27,7 @@ from st_pooling.evaluation.item_scores import (
     classification_item_scores,
     clustering_item_scores,
     retrieval_item_scores,
-    sts_item_scores,
+    sts_item_scores_from_cosines,
 )
 from st_pooling.evaluation.runner import PoolingEncoder, PoolingSpec, SharedForwardEmbedder
 from st_pooling.evaluation.stats import (
@@ -153,7 +153,10 @@ def item_scores_for(run: TaskRun, embedder: SharedForwardEmbedder, label: str) -
         return embedder.embeddings(list(texts), label)
 
     if isinstance(data, STSData):
-        scores = sts_item_scores(embed(data.sentences1), embed(data.sentences2), data.scores)
+        predictions = run.predictions()  # mteb's own cosines: float32 rounding can swap near-tied ranks otherwise
+        if predictions is None or "cosine_scores" not in predictions:
+            return None
+        scores = sts_item_scores_from_cosines(predictions["cosine_scores"], data.scores)
     elif isinstance(data, ClassificationData):
         predictions = run.predictions()
         if task.metadata.main_score != "accuracy" or predictions is None:

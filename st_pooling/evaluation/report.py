@@ -72,7 +72,8 @@ def format_comparison_table(
     corrected = any(r.p_adjusted is not None for per_task in bootstrap.values() for r in per_task.values())
     lines.append(f"\\* p < {alpha} (paired bootstrap over the task's items"
                  + (", Holm-corrected for the poolings tested against the reference" if corrected else "") + "). "
-                 "Each difference is the difference of the two scores printed beside it. n/a: no interval, because "
+                 "Each difference is the difference of the two scores printed beside it; intervals are per "
+                 "comparison (not widened for the correction). n/a: no interval, because "
                  "st-pooling cannot see the task's items (a Hub task) or its main metric does not decompose into "
                  "them.")
     return "\n".join(lines)
