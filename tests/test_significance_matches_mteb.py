@@ -28,7 +28,7 @@ def tolerance(task_type: str) -> float:
 
 @pytest.fixture(scope="module")
 def comparisons(tmp_path_factory, data_dir):
-    specs = [PoolingSpec.parse(text) for text in ("mean", "max", "cls")]
+    specs = [PoolingSpec.parse(text) for text in ("mean", "max", "cls", "weighted_mean")]
     runs = {}
     for name, tasks in (("embedded", get_tasks(EMBEDDED_DEFAULT_TASKS)),
                         ("local", get_tasks(LOCAL_ONE_OF_EACH_TYPE, data_dir=data_dir, max_items=200))):
@@ -43,7 +43,7 @@ def comparisons(tmp_path_factory, data_dir):
 def test_bootstrap_difference_equals_the_difference_of_mteb_scores(comparisons, suite):
     comparison, _ = comparisons[suite]
     assert set(comparison.task_types.values()) == {"STS", "Classification", "Clustering", "Retrieval"}
-    for label in ("max", "cls"):
+    for label in ("max", "cls", "weighted_mean"):
         for task, task_type in comparison.task_types.items():
             result = comparison.bootstrap[label].get(task)
             assert result is not None, f"{task} ({task_type}) has no interval: its items did not reproduce mteb"
@@ -60,11 +60,11 @@ def test_every_printed_difference_agrees_with_the_printed_scores(comparisons):
     rows = list(csv.DictReader((folder / "results.csv").open(encoding="utf-8")))
     reference = {r["task"]: float(r["score"]) for r in rows if r["pooling"] == "mean"}
     compared = [r for r in rows if r["pooling"] != "mean"]
-    assert len(compared) == 2 * 4
+    assert len(compared) == 3 * 4
     for row in compared:
         assert float(row["difference"]) == pytest.approx(float(row["score"]) - reference[row["task"]],
                                                          abs=tolerance(row["task_type"])), row
-        # Holm over the two poolings tested against mean on this task
+        # Holm over the three poolings tested against mean on this task
         others = [float(r["p_value"]) for r in compared if r["task"] == row["task"]]
         position = [r["pooling"] for r in compared if r["task"] == row["task"]].index(row["pooling"])
         assert float(row["p_adjusted"]) == pytest.approx(holm_adjusted(others)[position])
