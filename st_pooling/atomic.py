@@ -1,9 +1,16 @@
-"""Replacing a folder without ever leaving a half-written one, or losing the old one to a failed step."""
+"""Output folders: replaced without ever leaving a half-written one or losing the old one to a failed step
+(:func:`replace_folder`), and owned by one writer at a time without touching what a user put there
+(:func:`owned_output`)."""
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -30,3 +37,91 @@ def replace_folder(staged: str | Path, destination: str | Path) -> Path:
     if previous is not None:
         shutil.rmtree(previous, ignore_errors=True)
     return destination
+
+
+# ----------------------------------------------------------------------------- owning an output folder
+
+OWNER_FILE = ".st-pooling-output.json"  # written into every output folder a command of st-pooling fills in place
+
+
+class OutputBusyError(FileExistsError):
+    """Another live process is writing the same output folder."""
+
+
+def _lock_path(target: Path) -> Path:
+    # beside the folder, not inside it: the folder itself may be replaced by a rename while the lock is held
+    return target.with_name(f".{target.name}.lock")
+
+
+def _holder(lock: Path) -> str:
+    try:
+        holder = json.loads(lock.read_text(encoding="utf-8") or "{}")
+    except (OSError, ValueError):
+        return "another process"
+    return f"pid {holder.get('pid', '?')} ({holder.get('command', '?')}, since {holder.get('since', '?')})"
+
+
+def remove_stale_staging(target: Path) -> None:
+    """Staging folders of earlier writers of ``target`` that died mid-write (call only while holding its lock)."""
+    for stale in target.parent.glob(f".{target.name}.partial*"):
+        shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
+
+
+@contextmanager
+def owned_output(target: str | Path, command: str, *, overwrite: bool = False, replaced_whole: bool = False
+                 ) -> Iterator[Path]:
+    """Hold ``target`` for one command's whole write, so no second process and no stranger's files are hurt.
+
+    * An exclusive OS lock (``fcntl.flock`` on ``.<name>.lock`` beside the folder) is held until the block ends; a
+      second writer is refused at once with the holder named (the lock dies with its process: no stale locks).
+    * A non-empty folder is refused unless ``overwrite``, except, for a command that fills the folder in place
+      (``replaced_whole=False``: compare, search), one that st-pooling wrote (it holds :data:`OWNER_FILE`), which the
+      same kind of command may write again (a rerun, a resumed search). A command whose result replaces the whole
+      folder (``replaced_whole=True``: train, export) needs ``overwrite`` for any non-empty folder.
+    * Staging folders that dead writers left beside it are removed.
+    """
+    target = Path(target).expanduser().resolve()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    lock = _lock_path(target)
+    with open(lock, "a+", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise OutputBusyError(f"{target} is being written by {_holder(lock)}: wait for it to finish or choose "
+                                  "another output folder") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(json.dumps({"pid": os.getpid(), "command": command,
+                                 "since": time.strftime("%Y-%m-%d %H:%M:%S")}))
+        handle.flush()
+        try:
+            _refuse_foreign_content(target, command, overwrite, replaced_whole)
+            remove_stale_staging(target)
+            if not replaced_whole:  # marked before the first write: a failed run's folder is still known as ours
+                target.mkdir(parents=True, exist_ok=True)
+                (target / OWNER_FILE).write_text(json.dumps({"command": command}), encoding="utf-8")
+            yield target
+        finally:
+            handle.seek(0)
+            handle.truncate()  # the lock itself is released when the file closes
+
+
+def _refuse_foreign_content(target: Path, command: str, overwrite: bool, replaced_whole: bool) -> None:
+    if not target.exists():
+        return
+    if not target.is_dir():
+        raise FileExistsError(f"{target} is a file, not a folder: choose another output folder")
+    if overwrite or not any(target.iterdir()):
+        return
+    owner = target / OWNER_FILE
+    if not replaced_whole and owner.is_file():
+        try:
+            written_by = json.loads(owner.read_text(encoding="utf-8")).get("command")
+        except (OSError, ValueError):
+            written_by = None
+        if written_by == command:
+            return
+        raise FileExistsError(f"{target} holds the output of `st-pooling {written_by}`, not of `st-pooling {command}`: "
+                              "choose another output folder or pass --overwrite")
+    raise FileExistsError(f"{target} exists and is not empty, and st-pooling {command} did not write it: choose another "
+                          "output folder or pass --overwrite to write into it anyway")

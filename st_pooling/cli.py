@@ -9,6 +9,7 @@ import shlex
 import sys
 import time
 
+from st_pooling.atomic import owned_output
 from st_pooling.index.cli import add_index_commands
 from st_pooling.search.cli import add_search_command
 from st_pooling.training.cli import add_train_command
@@ -31,7 +32,9 @@ def add_compare_command(subparsers: argparse._SubParsersAction) -> None:
                              "(default: the embedded default tasks)")
     parser.add_argument("--data-dir", default=None, help="folder of the benchmark data sets (default: "
                         "$ST_POOLING_DATA_DIR, else ../shared/data next to the source tree)")
-    parser.add_argument("--output", default="runs/compare", help="output folder (default: runs/compare)")
+    parser.add_argument("--output", default="runs/compare", help="output folder (default: runs/compare); a non-empty "
+                        "folder that an earlier compare did not write is refused unless --overwrite")
+    parser.add_argument("--overwrite", action="store_true", help="write into a non-empty folder anyway")
     parser.add_argument("--reference", default=None, help="pooling the others are tested against (default: first)")
     parser.add_argument("--max-items", type=int, default=None, help="evaluate on a subset of each local task")
     parser.add_argument("--batch-size", type=int, default=32)
@@ -57,11 +60,12 @@ def run_compare(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     specs = [PoolingSpec.parse(text) for text in args.poolings]
     tasks = get_tasks(args.tasks or EMBEDDED_DEFAULT_TASKS, data_dir=args.data_dir, max_items=args.max_items)
-    comparison = compare_poolings(
-        args.model, specs, tasks, args.output, reference=args.reference, batch_size=args.batch_size,
-        max_seq_length=args.max_seq_length, attention_mode=args.attention_mode, n_resamples=args.n_resamples,
-        seed=args.seed, correction=args.correction, show_progress_bar=not args.no_progress, device=args.device)
-    written = write_report(comparison, args.output, command="st-pooling " + shlex.join(args.argv))
+    with owned_output(args.output, "compare", overwrite=args.overwrite) as output:
+        comparison = compare_poolings(
+            args.model, specs, tasks, output, reference=args.reference, batch_size=args.batch_size,
+            max_seq_length=args.max_seq_length, attention_mode=args.attention_mode, n_resamples=args.n_resamples,
+            seed=args.seed, correction=args.correction, show_progress_bar=not args.no_progress, device=args.device)
+        written = write_report(comparison, output, command="st-pooling " + shlex.join(args.argv))
     print(written[0].read_text(encoding="utf-8"))
     print(f"wrote {', '.join(str(path) for path in written)} in {time.perf_counter() - started:.0f} s")
     return 0
@@ -137,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, FileExistsError, KeyError, ImportError) as error:
         print(f"st-pooling {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # one line, not a traceback; what was being written was staged, so nothing is lost
+        print(f"st-pooling {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from st_pooling.evaluation.stats import (
     CORRECTIONS,
     BootstrapResult,
     WilcoxonResult,
+    check_bootstrap_settings,
     corrected,
     paired_bootstrap,
     wilcoxon_by_task_type,
@@ -217,6 +218,7 @@ def compare_poolings(base: str, specs: Sequence[PoolingSpec], tasks: Sequence[Ab
         raise ValueError(f"reference {reference!r} is not among the compared poolings {labels}")
     if correction not in CORRECTIONS:
         raise ValueError(f"correction must be one of {', '.join(CORRECTIONS)}, got {correction!r}")
+    check_bootstrap_settings(n_resamples)  # before any evaluation, not after it
     for spec in specs:
         pooling_class(spec.pooling)  # fail on an unknown name before any heavy work
     needs_layers = any(pooling_class(spec.pooling).needs_layers for spec in specs)

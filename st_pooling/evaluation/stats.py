@@ -100,6 +100,18 @@ def _two_sided_bootstrap_p_value(differences: np.ndarray) -> float:
     return min(1.0, 2.0 * min(at_or_below, at_or_above) / (n_resamples + 1))
 
 
+def check_bootstrap_settings(n_resamples: int, confidence: float = 0.95) -> None:
+    """Refuse settings for which a percentile interval is meaningless (call before any expensive work)."""
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be between 0 and 1 (e.g. 0.95), got {confidence}")
+    minimum_resamples = math.ceil(2 / (1 - confidence))
+    if n_resamples < minimum_resamples:
+        raise ValueError(
+            f"n_resamples={n_resamples} is too few for a {confidence:.0%} percentile interval: "
+            f"use at least {minimum_resamples} (1000 or more is usual)"
+        )
+
+
 def paired_bootstrap(
     a: ItemScores,
     b: ItemScores,
@@ -120,15 +132,7 @@ def paired_bootstrap(
             settings are out of range, or a resample has an undefined metric.
     """
     _check_paired(a, b)
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must be between 0 and 1 (e.g. 0.95), got {confidence}")
-    alpha = 1 - confidence
-    minimum_resamples = math.ceil(2 / alpha)
-    if n_resamples < minimum_resamples:
-        raise ValueError(
-            f"n_resamples={n_resamples} is too few for a {confidence:.0%} percentile interval: "
-            f"use at least {minimum_resamples} (1000 or more is usual)"
-        )
+    check_bootstrap_settings(n_resamples, confidence)
     n_items = a.n_items
     if n_items < 2:
         raise ValueError(f"a bootstrap needs at least 2 items, got {n_items}")
