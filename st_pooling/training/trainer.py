@@ -32,7 +32,7 @@ import torch
 from sentence_transformers import SentenceTransformer
 from torch import nn
 
-from st_pooling.atomic import replace_folder
+from st_pooling.atomic import owned_output, replace_folder
 from st_pooling.training.compat import check_lora_dependencies
 from st_pooling.training.data import PairData, ScoredPairData, TrainingData
 from st_pooling.training.fast_path import EpochRecord, pooling_position, train_head_on_cache
@@ -106,25 +106,22 @@ class TrainResult:
 
 @contextmanager
 def atomic_output_dir(target: str | Path | None, overwrite: bool = False) -> Iterator[Path]:
-    """A fresh temporary folder beside ``target``; renamed to ``target`` on success, removed on failure."""
+    """A fresh temporary folder beside ``target``; renamed to ``target`` on success, removed on failure. The whole run
+    holds ``target`` (:func:`~st_pooling.atomic.owned_output`): a second run into it is refused, naming this one."""
     if target is None:
         with tempfile.TemporaryDirectory(prefix="st-pooling-train-") as scratch:
             yield Path(scratch)
         return
-    target = Path(target).expanduser().resolve()
-    if target.exists() and not overwrite and (not target.is_dir() or any(target.iterdir())):
-        raise FileExistsError(f"{target} exists and is not empty: choose another output folder or pass "
-                              "overwrite=True (--overwrite)")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
-    try:
-        yield scratch
-        final = scratch / "model"
-        if not final.is_dir():
-            raise RuntimeError("training finished without saving a model")
-        replace_folder(final, target)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    with owned_output(target, "train", overwrite=overwrite, replaced_whole=True) as target:
+        scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+        try:
+            yield scratch
+            final = scratch / "model"
+            if not final.is_dir():
+                raise RuntimeError("training finished without saving a model")
+            replace_folder(final, target)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 # ----------------------------------------------------------------------------- modes
