@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -424,3 +425,35 @@ def test_min_improvement_never_costs_more_compute_and_is_reported(curve_trainer,
     assert stopped and all("+ 0.05)" in record.stop_reason for record in stopped)
     with pytest.raises(ValueError, match="min_improvement"):
         PredictiveSettings(min_improvement=-0.01)
+
+
+class _RunsAShellCommand:
+    """A pickle that, when unpickled without restriction, creates a file: the planted checkpoint of issue 15."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_planted_pickle_checkpoint_is_refused_not_executed(resume_trainer, tmp_path, caplog):
+    space = resume_trainer.space
+    first = search_order(space)[0]
+
+    def stop_at_step_4(event: str, record) -> None:
+        if event == "point" and record.steps_trained == 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        SearchSession(space, resume_trainer, tmp_path, "all", on_event=stop_at_step_4).run()
+    checkpoint = tmp_path / "checkpoints" / f"{first.id}.pt"
+    marker = tmp_path / "code-ran"
+    torch.save({"candidate": _RunsAShellCommand(marker)}, checkpoint)
+    with caplog.at_level("WARNING", logger="st_pooling.search.strategies"):
+        state = SearchSession(space, resume_trainer, tmp_path, "all").run()
+    assert not marker.exists(), "resuming the search executed the planted pickle"
+    assert str(checkpoint) in caplog.text and "trained again from its start" in caplog.text
+    assert all(record.status == "finished" for record in state.records.values())

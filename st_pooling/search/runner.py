@@ -239,7 +239,8 @@ class CandidateRun:
         os.replace(partial, path)
 
     def load_checkpoint(self, path: str | Path) -> None:
-        payload = torch.load(path, map_location=self.trainer.device, weights_only=False)
+        # weights_only: tensors, numbers, strings and containers only; a planted pickle is refused, never executed
+        payload = torch.load(path, map_location=self.trainer.device, weights_only=True)
         if payload["candidate"] != self.candidate.id:
             raise ValueError(f"checkpoint {path} belongs to {payload['candidate']}, not {self.candidate.id}")
         self.head.load_state_dict(payload["head"])

@@ -24,6 +24,7 @@ restarted search makes the same decisions and skips what is done.
 
 from __future__ import annotations
 
+import logging
 import math
 import pickle
 import random
@@ -37,6 +38,8 @@ from st_pooling.search.predictor import METHODS, Curve, FinalScorePredictor
 from st_pooling.search.runner import CandidateRun, SearchTrainer
 from st_pooling.search.space import Candidate, SearchSpace
 from st_pooling.search.state import CandidateRecord, SearchState, open_state
+
+logger = logging.getLogger(__name__)
 
 STRATEGIES = ("predictive", "halving", "all")
 EventCallback = Callable[[str, CandidateRecord], None]
@@ -235,8 +238,12 @@ class SearchSession:
         if record.steps and path.exists():
             try:
                 run.load_checkpoint(path)
-            except (OSError, EOFError, RuntimeError, KeyError, ValueError, pickle.UnpicklingError):
-                run = self.trainer.start(candidate)  # unreadable (cut short by the interruption): start over
+            except (OSError, EOFError, RuntimeError, KeyError, ValueError, pickle.UnpicklingError) as error:
+                # checkpoints are written atomically, so an unreadable one was damaged or planted: say so, start over
+                logger.warning("search: checkpoint %s could not be read (%s: %s); %s is trained again from its "
+                               "start", path, type(error).__name__, str(error).splitlines()[0] if str(error) else "",
+                               candidate.id)
+                run = self.trainer.start(candidate)
             if run.steps != record.steps:
                 run = self.trainer.start(candidate)
         if not run.steps and record.steps:  # no usable checkpoint: retrain from the start (same seed, same curve)
