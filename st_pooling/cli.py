@@ -85,6 +85,8 @@ def add_export_command(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--license", default=None)
     parser.add_argument("--output", required=True, help="export root folder")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier export of this name and revision")
+    parser.add_argument("--unverified-results", action="store_true",
+                        help="export results whose folder does not record the model that produced them")
     parser.set_defaults(handler=run_export)
 
 
@@ -93,7 +95,8 @@ def run_export(args: argparse.Namespace) -> int:
 
     extra = {"license": args.license} if args.license else {}
     folder = export_results(args.model, args.results, args.output, args.name, args.revision,
-                            source_name=args.source_name, overwrite=args.overwrite, **extra)
+                            source_name=args.source_name, overwrite=args.overwrite,
+                            verify_source=not args.unverified_results, **extra)
     print(f"wrote {folder}")
     return 0
 

@@ -219,7 +219,8 @@ def test_export_never_leaves_a_half_written_or_silently_replaced_folder(saved_mo
     only_sts = tmp_path / "only-sts"
     only_sts.mkdir()
     (only_sts / "MockSTSTask.json").write_text(before)
-    replaced = export_results(folder, only_sts, tmp_path, NAME, license="apache-2.0", overwrite=True)
+    replaced = export_results(folder, only_sts, tmp_path, NAME, license="apache-2.0", overwrite=True,
+                              verify_source=False)  # a bare folder records no model: the caller vouches for it
     assert sorted(p.name for p in replaced.iterdir()) == ["MockSTSTask.json", "model_meta.json", "run_settings.jsonl"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".st-pooling-export-")]
 
@@ -265,3 +266,24 @@ def test_export_command_writes_the_results_layout(saved_model, mteb_cache, tmp_p
     assert main(["export", "--model", str(saved_model[0]), "--results", str(mteb_cache), "--name", "org/exported",
                  "--revision", "v1", "--license", "apache-2.0", "--output", str(tmp_path)]) == 2  # no overwrite
     assert "overwrite" in capsys.readouterr().err
+
+
+def test_export_refuses_another_models_results_and_unrecorded_ones(saved_model, mteb_cache, minilm_path, tmp_path):
+    """Issue 15: exporting --model A with --results of B succeeded; a bare folder of results says nothing of its
+    model."""
+    with pytest.raises(ValueError, match=r"produced by another model .*n_parameters"):
+        export_results(minilm_path, mteb_cache, tmp_path, NAME, license="apache-2.0")  # mteb_cache holds the head's
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    source = next(p for p in mteb_cache.rglob("*.json") if p.name != "model_meta.json")
+    (bare / source.name).write_text(source.read_text())
+    with pytest.raises(ValueError, match="does not record which model produced its results"):
+        export_results(saved_model[0], bare, tmp_path, NAME, license="apache-2.0")
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("name", ["../..", "./.", "org/../x", "org/na me", "org/", "just-a-name", "a/b/c"])
+def test_export_refuses_names_that_are_not_hub_ids(saved_model, mteb_cache, tmp_path, name):
+    with pytest.raises(ValueError, match="not a valid Hugging Face Hub id"):
+        export_results(saved_model[0], mteb_cache, tmp_path, name, license="apache-2.0")
+    assert not (tmp_path / "results").exists()

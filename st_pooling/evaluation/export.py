@@ -17,6 +17,7 @@ only when complete.
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import shutil
 import tempfile
 from collections.abc import Iterable
@@ -107,12 +108,45 @@ def _input_embedding_parameters(model: SentenceTransformer) -> int | None:
 
 
 def _check_model_name(name: str) -> None:
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
     parts = name.split("/")
+    problem = None
     if len(parts) != 2 or not all(part.strip() for part in parts):
+        problem = "it has no organization part"
+    else:
+        try:
+            validate_repo_id(name)
+        except HFValidationError as error:
+            problem = str(error).splitlines()[0]
+    if problem:
         raise ValueError(
-            f"model name {name!r} must look like 'organization/model_name' "
-            "(the name it has, or will have, on the Hugging Face Hub)"
+            f"model name {name!r} is not a valid Hugging Face Hub id ({problem}): give it as "
+            "'organization/model_name', the name it has, or will have, on the Hub"
         )
+
+
+def _check_results_belong_to(meta: ModelMeta, source_folder: Path | None, verify_source: bool) -> None:
+    """Refuse results that another model produced: the run's recorded ModelMeta (beside the results) must report the
+    exported model's parameter count and embedding dimension."""
+    if not verify_source or source_folder is None:
+        return
+    recorded_file = source_folder / _MODEL_META_FILE
+    if not recorded_file.is_file():
+        raise ValueError(f"{source_folder} does not record which model produced its results (no {_MODEL_META_FILE}): "
+                         "export results of an mteb run (a ResultCache folder), or pass --unverified-results "
+                         "(verify_source=False) if you know they are this model's")
+    try:
+        recorded = json.loads(recorded_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{recorded_file} cannot be read ({error}): rerun the evaluation") from None
+    mismatches = [f"{field} {recorded.get(field)} there, {getattr(meta, field)} here"
+                  for field in ("n_parameters", "embed_dim")
+                  if recorded.get(field) is not None and recorded.get(field) != getattr(meta, field)]
+    if mismatches:
+        raise ValueError(f"the results in {source_folder} were produced by another model "
+                         f"({recorded.get('name')}: {'; '.join(mismatches)}): evaluate the exported model itself "
+                         "and export those results")
 
 
 def _check_revision(revision: str) -> None:
@@ -303,6 +337,7 @@ def export_results(
     source_name: str | None = None,
     source_revision: str | None = None,
     overwrite: bool = False,
+    verify_source: bool = True,
     **meta_fields: Any,
 ) -> Path:
     """Write ``<output_dir>/results/<name with / as __>/<revision>/`` for the MTEB results
@@ -318,6 +353,8 @@ def export_results(
         name: "organization/model_name" to publish under.
         revision: revision folder name.
         overwrite: replace an existing export of the same name and revision.
+        verify_source: refuse results from a folder whose recorded ModelMeta reports another parameter count or
+            embedding dimension than the exported model (or that records none).
         meta_fields: passed on to :func:`model_meta_for` (license, languages, ...).
 
     The files are written by mteb's ``ResultCache.save_to_cache`` into a staging folder
@@ -335,6 +372,7 @@ def export_results(
 
     meta = model_meta_for(model_path, name, revision, **meta_fields)
     task_results, source_folder = _collect_task_results(results, source_name, source_revision)
+    _check_results_belong_to(meta, source_folder, verify_source)
     if not task_results:
         raise ValueError(f"no task results found in {results!r}: nothing to export")
     task_names = [r.task_name for r in task_results]
