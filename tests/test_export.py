@@ -287,3 +287,11 @@ def test_export_refuses_names_that_are_not_hub_ids(saved_model, mteb_cache, tmp_
     with pytest.raises(ValueError, match="not a valid Hugging Face Hub id"):
         export_results(saved_model[0], mteb_cache, tmp_path, name, license="apache-2.0")
     assert not (tmp_path / "results").exists()
+
+
+def test_export_names_a_file_that_is_not_a_task_result(saved_model, tmp_path):
+    folder = tmp_path / "not-results"
+    folder.mkdir()
+    (folder / "notes.json").write_text('{"hello": "world"}')
+    with pytest.raises(ValueError, match=r"notes\.json is not an mteb task result"):
+        export_results(saved_model[0], folder, tmp_path / "out", NAME, license="apache-2.0", verify_source=False)

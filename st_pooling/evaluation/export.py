@@ -301,6 +301,16 @@ def _find_results_folder(
     return candidates[0]
 
 
+def _read_task_result(path: Path) -> TaskResult:
+    from mteb.results import TaskResult
+
+    try:
+        return TaskResult.from_disk(path)
+    except (KeyError, ValueError, TypeError, AttributeError) as error:  # mteb's own parse errors, e.g. a missing key
+        raise ValueError(f"{path} is not an mteb task result ({type(error).__name__}: {error}): give a folder of "
+                         "mteb <Task>.json files or an mteb results cache") from None
+
+
 def _collect_task_results(
     results: str | Path | Any, source_name: str | None, source_revision: str | None
 ) -> tuple[list[TaskResult], Path | None]:
@@ -314,7 +324,7 @@ def _collect_task_results(
         results = results.cache_path
     if isinstance(results, (str, Path)):
         folder = _find_results_folder(Path(results), source_name, source_revision)
-        return [TaskResult.from_disk(p) for p in _task_result_files(folder)], folder
+        return [_read_task_result(p) for p in _task_result_files(folder)], folder
     if isinstance(results, Iterable):
         task_results = list(results)
         wrong = [type(r).__name__ for r in task_results if not isinstance(r, TaskResult)]
