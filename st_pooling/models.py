@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from typing import Any
 
 from sentence_transformers import SentenceTransformer
-from sentence_transformers.sentence_transformer.modules import Normalize, Transformer
+from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+from sentence_transformers.util import load_file_path
 
-from st_pooling.modules import create_pooling, pooling_class
+from st_pooling.modules import POOLINGS, create_pooling, pooling_class
 from st_pooling.modules.base import PoolingModule
 
 DEFAULT_MAX_SEQ_LENGTH = 512
@@ -87,11 +90,72 @@ def pooling_for(transformer: Transformer, pooling: str | PoolingModule, **option
     return create_pooling(pooling, transformer.get_embedding_dimension(), num_layers=num_layers, **options)
 
 
-def reads_last_token(pooling: str | PoolingModule, options: dict[str, Any] | None = None) -> bool:
-    """Whether a pooling reads each text's last token (then decoders must append EOS so that token is EOS)."""
+def reads_last_token(pooling: str | PoolingModule, options: Mapping[str, Any] | None = None) -> bool:
+    """Whether a pooling reads each text's last token (then decoders must append EOS so that token is EOS): as its
+    pooling, its MLTP layer summary or its native start."""
     if isinstance(pooling, PoolingModule):
-        return pooling.name == "last_token" or getattr(pooling, "layer_summary", None) == "last_token"
-    return pooling == "last_token" or (options or {}).get("layer_summary") == "last_token"
+        name, options = pooling.name, {key: getattr(pooling, key, None) for key in ("layer_summary", "native")}
+    else:
+        name, options = pooling, options or {}
+    return "last_token" in (name, options.get("layer_summary"), options.get("native"))
+
+
+ST_POOLING_MODES = {"mean": "mean", "max": "max", "cls": "cls", "lasttoken": "last_token",
+                    "weightedmean": "weighted_mean"}
+"""sentence-transformers' ``Pooling`` modes with an st-pooling equivalent (``mean_sqrt_len_tokens`` has none)."""
+DEFAULT_NATIVE = "mean"
+"""The native pooling of a base without a sentence-transformers pooling config (see :func:`native_pooling_of`)."""
+
+
+def native_pooling_of(base: str) -> str:
+    """The parameter-free pooling ``base`` was trained with, as an st-pooling name: where a native start starts.
+
+    * A sentence-transformers model (``modules.json`` with a ``Pooling`` module, read like sentence-transformers
+      reads it, legacy ``pooling_mode_*_tokens`` flags included): its pooling mode. The packaged MiniLM says
+      ``mean``. A model saved by st-pooling with a parameter-free pooling (default options): that pooling.
+    * Anything else (a plain transformers folder such as the packaged SmolLM2, or a folder whose modules.json has no
+      pooling): ``mean``. For SmolLM2 it is the best zero-shot choice by the measurements in docs/decoders.md; for
+      other bases it is sentence-transformers' own default for a plain transformers model, not measured here.
+
+    Raises ``ValueError`` for a pooling with no st-pooling equivalent (``mean_sqrt_len_tokens``, several modes
+    concatenated, a trained head): pass ``native=...`` explicitly, or ``native=None`` for no native start.
+    """
+    path = resolve_base(base)
+    modules_file = load_file_path(path, "modules.json")
+    if modules_file is None:
+        return DEFAULT_NATIVE
+    with open(modules_file, encoding="utf-8") as handle:
+        modules = json.load(handle)
+    st_pooling_names = {cls.__name__: name for name, cls in POOLINGS.items()}
+    for entry in modules:
+        class_name = entry["type"].rsplit(".", 1)[-1]
+        if class_name == "Pooling":
+            mode = Pooling.load_config(path, subfolder=entry.get("path", "")).get("pooling_mode", "mean")
+            modes = [mode] if isinstance(mode, str) else list(mode)
+            if len(modes) == 1 and modes[0] in ST_POOLING_MODES:
+                return ST_POOLING_MODES[modes[0]]
+            found = f"sentence-transformers pooling mode {mode!r}"
+        elif entry["type"].startswith("st_pooling.") and class_name in st_pooling_names:
+            name = st_pooling_names[class_name]
+            config = pooling_class(name).load_config(path, subfolder=entry.get("path", ""))
+            if not pooling_class(name).learnable and not config.get("exclude_first_token"):
+                return name
+            found = f"st-pooling pooling {name!r} {config}"
+        else:
+            continue
+        raise ValueError(f"{base!r} pools with {found}, which no parameter-free st-pooling pooling reproduces: pass "
+                         "native= one of mean, max, cls, last_token, weighted_mean, or native=None")
+    return DEFAULT_NATIVE
+
+
+def with_native_start(base: str, pooling: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """``options`` for training ``pooling`` on ``base``: a learnable pooling that does not choose its own ``native``
+    gets ``native=native_pooling_of(base)``. The training entry points call this; ``build_model`` and ``compare``
+    do not (there an untrained head is evaluated as the pooling it is, e.g. GeM at p = 3)."""
+    options = dict(options)
+    if "native" not in options and pooling_class(pooling).learnable:
+        options["native"] = native_pooling_of(base)
+    return options
 
 
 def build_model(base: str = "minilm", pooling: str | PoolingModule = "mean", *, normalize: bool = True,
@@ -108,7 +172,9 @@ def build_model(base: str = "minilm", pooling: str | PoolingModule = "mean", *, 
         attention_mode: decoders only, 'causal' (default) or 'bidirectional'.
         append_eos: decoders only: append the EOS token to every text (default: when the pooling reads the last token).
         device: where to put the model (default: sentence-transformers' choice).
-        **pooling_options: passed to the pooling's constructor (e.g. ``initial_p=3`` for 'gem').
+        **pooling_options: passed to the pooling's constructor (e.g. ``initial_p=3`` for 'gem'). A learnable head
+            starts from random or fixed initial values unless given ``native=`` (e.g. ``native_pooling_of(base)``):
+            ``build_model`` evaluates the pooling as it is; the training entry points start natively by default.
     """
     needs_layers = isinstance(pooling, str) and pooling_class(pooling).needs_layers
     if isinstance(pooling, PoolingModule):

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import torch
 from safetensors.torch import save_model as save_safetensors_model
 from sentence_transformers.base.modules.module import Module
-from torch import Tensor
+from torch import Tensor, nn
 
 from st_pooling import functional as F
 
@@ -53,6 +53,17 @@ class PoolingModule(Module):
 
     Subclasses implement :meth:`pool`. Weights, if any, are saved as ``model.safetensors`` (never pickle) next
     to ``config.json``, which holds :attr:`config_keys`.
+
+    **Native start** (learnable poolings only, ``native`` is one of their config keys). ``native`` names a
+    parameter-free pooling of the last layer (``mean``, ``max``, ``cls``, ``last_token``, ``weighted_mean``): the
+    pooling the base model was trained with (:func:`st_pooling.models.native_pooling_of`). The module's output is
+    then ``native_pooling(x) + g * learned(x)``, with ``learned`` the head as it would be without a native start
+    and ``g`` a learnable per-channel gate (``d`` parameters) that starts at zero (ReZero / LayerScale style). So the
+    untrained module gives exactly the native pooling, and training starts from it instead of from a random head:
+    the first optimizer step moves ``g`` (its gradient is ``learned(x)`` times the loss gradient, not zero), which
+    opens the way for the head's own parameters from the second step on. The native pooling always reads every
+    real token with its own default options: a head's ``exclude_first_token`` applies to ``learned`` only.
+    ``native=None`` (the default, and what a ``config.json`` without the key loads as) is the head alone.
     """
 
     name: ClassVar[str] = ""
@@ -63,11 +74,17 @@ class PoolingModule(Module):
     """Whether the module has trainable parameters (saved to ``model.safetensors``)."""
     config_keys: list[str] = ["embedding_dimension"]
 
-    def __init__(self, embedding_dimension: int) -> None:
+    def __init__(self, embedding_dimension: int, native: str | None = None) -> None:
         super().__init__()
         if not isinstance(embedding_dimension, int) or embedding_dimension <= 0:
             raise ValueError(f"embedding_dimension must be a positive int, got {embedding_dimension!r}")
         self.embedding_dimension = embedding_dimension
+        self.native = native
+        if native is not None:
+            if not self.learnable:
+                raise ValueError(f"{type(self).__name__} has no parameters: a native start is for learnable heads")
+            self.native_pooling = native_pooling_module(native, embedding_dimension)
+            self.native_gate = nn.Parameter(torch.zeros(embedding_dimension))
 
     def forward(self, features: dict[str, Any], **kwargs) -> dict[str, Any]:
         features["sentence_embedding"] = self.pool_features(features)
@@ -76,7 +93,21 @@ class PoolingModule(Module):
     def pool_features(self, features: dict[str, Any]) -> Tensor:
         """The sentence embeddings (batch, dim) for a features dict; override to read more than the last layer."""
         states, mask = read_token_states(features)
-        return self.pool(states, mask)
+        learned = self.pool(states, self.reduction_mask(mask))
+        if self.native is None:
+            return learned
+        return self.add_to_native(self.native_pooling.pool(states, mask), learned)
+
+    def reduction_mask(self, mask: Tensor) -> Tensor:
+        """The mask :meth:`pool` reads: ``mask`` itself, unless a subclass leaves tokens out."""
+        return mask
+
+    def add_to_native(self, native: Tensor, learned: Tensor) -> Tensor:
+        """The native start: ``native + g * learned`` (batch, dim), computed in float32 for half-precision input and
+        returned in ``native``'s dtype; exactly ``native`` while the gate ``g`` is zero."""
+        dtype = F.compute_dtype(native.dtype)
+        mixed = native.to(dtype) + self.native_gate.to(dtype) * learned.to(dtype)
+        return mixed.to(native.dtype)
 
     @abstractmethod
     def pool(self, states: Tensor, mask: Tensor) -> Tensor:
@@ -143,12 +174,21 @@ class ReductionPooling(PoolingModule):
 
     config_keys: list[str] = ["embedding_dimension", "exclude_first_token"]
 
-    def __init__(self, embedding_dimension: int, exclude_first_token: bool = False) -> None:
-        super().__init__(embedding_dimension)
+    def __init__(self, embedding_dimension: int, exclude_first_token: bool = False, native: str | None = None) -> None:
+        super().__init__(embedding_dimension, native)
         self.exclude_first_token = bool(exclude_first_token)
 
-    def pool_features(self, features: dict[str, Any]) -> Tensor:
-        states, mask = read_token_states(features)
-        if self.exclude_first_token:
-            mask = F.drop_first_token(mask)
-        return self.pool(states, mask)
+    def reduction_mask(self, mask: Tensor) -> Tensor:
+        return F.drop_first_token(mask) if self.exclude_first_token else mask
+
+
+def native_pooling_module(name: str, embedding_dimension: int) -> PoolingModule:
+    """The parameter-free last-layer pooling ``name`` with its default options: what a native start starts from."""
+    from st_pooling.modules.registry import POOLINGS, pooling_class  # the registry imports this module
+
+    cls = pooling_class(name)
+    if cls.learnable or cls.needs_layers:
+        choices = sorted(key for key, known in POOLINGS.items() if not known.learnable and not known.needs_layers)
+        raise ValueError(f"native must be a parameter-free pooling of the last layer ({', '.join(choices)}), "
+                         f"got {name!r}")
+    return cls(embedding_dimension)

@@ -11,16 +11,17 @@ from st_pooling.modules.registry import register_pooling
 
 
 class _AttentionHead(PoolingModule):
-    """Shared config and parameters of the heads: a latent array and one cross-attention block."""
+    """Shared config and parameters of the heads: a latent array and one cross-attention block (random initial
+    values), plus the zero gate of a native start (see :class:`~st_pooling.modules.base.PoolingModule`)."""
 
     learnable = True
-    config_keys: list[str] = ["embedding_dimension", "num_latents", "num_heads", "ffn_multiplier"]
+    config_keys: list[str] = ["embedding_dimension", "num_latents", "num_heads", "ffn_multiplier", "native"]
     default_num_latents: int = 8
     default_ffn_multiplier: int = 2
 
     def __init__(self, embedding_dimension: int, num_latents: int | None = None, num_heads: int | None = None,
-                 ffn_multiplier: int | None = None) -> None:
-        super().__init__(embedding_dimension)
+                 ffn_multiplier: int | None = None, native: str | None = None) -> None:
+        super().__init__(embedding_dimension, native)
         self.num_latents = num_latents or self.default_num_latents
         self.num_heads = num_heads or default_num_heads(embedding_dimension)
         self.ffn_multiplier = ffn_multiplier or self.default_ffn_multiplier
@@ -40,7 +41,8 @@ class LatentAttentionPooling(_AttentionHead):
     """Last-layer trainable pooling: learnable latent queries cross-attend to the token states (padding masked).
 
     The last-layer design of Tang and Yang (2024): pre-norm cross-attention with residual on the latents, a pre-norm
-    GEGLU feed-forward with residual, then the mean over latents. Must be trained to be useful.
+    GEGLU feed-forward with residual, then the mean over latents. Must be trained to be useful, unless it starts
+    as the base's own pooling (``native``).
     """
 
     name = "latent_attention"
@@ -52,7 +54,8 @@ class LatentAttentionPooling(_AttentionHead):
 @register_pooling
 class NVEmbedPooling(_AttentionHead):
     """NV-Embed latent attention: each token queries a learnable latent array (keys = values = latents), then
-    a feed-forward and the masked mean over tokens. Must be trained to be useful."""
+    a feed-forward and the masked mean over tokens. Must be trained to be useful, unless it starts as the base's own
+    pooling (``native``)."""
 
     name = "nv_embed"
     default_num_latents = 32  # NV-Embed uses 512 at d=4096; each latent costs every token an attention score

@@ -14,15 +14,18 @@ from st_pooling.modules.registry import register_pooling
 class WeightedSumPooling(ReductionPooling):
     """A learned score per token, a masked softmax over the tokens, the weighted sum of their states.
 
-    The "Weighted Sum" pooling of Xing et al. (2024). The scorer starts at zero, so an untrained module is
-    exactly mean pooling and training moves away from it. Parameters: ``dim + 1``.
+    The "Weighted Sum" pooling of Xing et al. (2024). The scorer starts at zero, so an untrained module without a
+    native start is exactly mean pooling and training moves away from it; with ``native`` it is that pooling plus the
+    zero-gated weighted sum (see :class:`~st_pooling.modules.base.PoolingModule`), like every learnable head.
+    Parameters: ``dim + 1`` (``2 dim + 1`` with a native start).
     """
 
     name = "weighted_sum"
     learnable = True
+    config_keys: list[str] = ReductionPooling.config_keys + ["native"]
 
-    def __init__(self, embedding_dimension: int, exclude_first_token: bool = False) -> None:
-        super().__init__(embedding_dimension, exclude_first_token)
+    def __init__(self, embedding_dimension: int, exclude_first_token: bool = False, native: str | None = None) -> None:
+        super().__init__(embedding_dimension, exclude_first_token, native)
         self.scorer = nn.Linear(embedding_dimension, 1)
         nn.init.zeros_(self.scorer.weight)
         nn.init.zeros_(self.scorer.bias)
@@ -37,11 +40,12 @@ class _GeneralizedMeanBase(ReductionPooling):
 
     learnable = True
     config_keys: list[str] = ["embedding_dimension", "initial_p", "min_p", "max_p", "negatives",
-                              "exclude_first_token"]
+                              "exclude_first_token", "native"]
 
     def __init__(self, embedding_dimension: int, initial_p: float = 3.0, min_p: float = 1.0, max_p: float = 8.0,
-                 negatives: str = "signed", exclude_first_token: bool = False, num_exponents: int = 1) -> None:
-        super().__init__(embedding_dimension, exclude_first_token)
+                 negatives: str = "signed", exclude_first_token: bool = False, num_exponents: int = 1,
+                 native: str | None = None) -> None:
+        super().__init__(embedding_dimension, exclude_first_token, native)
         if not 0 < min_p <= initial_p <= max_p:
             raise ValueError(f"GeM needs 0 < min_p <= initial_p <= max_p, got {min_p}, {initial_p}, {max_p}")
         if negatives not in ("signed", "clamp"):
@@ -62,7 +66,8 @@ class GeMPooling(_GeneralizedMeanBase):
     """Generalized mean ``(mean_i x_i^p)^(1/p)`` per channel with one learnable exponent p (initial 3).
 
     p = 1 is mean pooling, a large p tends to max pooling. Negative values keep their sign by default
-    (``negatives="signed"``, see :func:`st_pooling.functional.generalized_mean`). Parameters: 1.
+    (``negatives="signed"``, see :func:`st_pooling.functional.generalized_mean`). Parameters: 1 (``dim + 1`` with a
+    native start: ``native`` plus the zero-gated GeM, see :class:`~st_pooling.modules.base.PoolingModule`).
     """
 
     name = "gem"
@@ -81,14 +86,15 @@ class GroupGeMPooling(_GeneralizedMeanBase):
 
     def __init__(self, embedding_dimension: int, num_groups: int | None = None, initial_p: float = 3.0,
                  min_p: float = 1.0, max_p: float = 8.0, negatives: str = "signed",
-                 exclude_first_token: bool = False) -> None:
+                 exclude_first_token: bool = False, native: str | None = None) -> None:
         num_groups = num_groups or max(1, embedding_dimension // 64)
         if embedding_dimension % num_groups:
             raise ValueError(
                 f"group_gem splits {embedding_dimension} channels into equal groups, but {num_groups} does not "
                 f"divide {embedding_dimension}; pick num_groups among the divisors of {embedding_dimension}"
             )
-        super().__init__(embedding_dimension, initial_p, min_p, max_p, negatives, exclude_first_token, num_groups)
+        super().__init__(embedding_dimension, initial_p, min_p, max_p, negatives, exclude_first_token, num_groups,
+                         native)
         self.num_groups = num_groups
 
     def channel_exponents(self) -> Tensor:

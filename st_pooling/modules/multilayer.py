@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from st_pooling import functional as F
-from st_pooling.modules.base import read_layer_states
+from st_pooling.modules.base import read_layer_states, read_token_states
 from st_pooling.modules.latent import _AttentionHead
 from st_pooling.modules.registry import register_pooling
 
@@ -25,6 +25,10 @@ class MultiLayerTrainablePooling(_AttentionHead):
     left out, as in the paper). ``exclude_first_token`` leaves each text's first token out of the summaries: in a
     causal decoder it is an attention sink whose state dominates the middle layers. Needs the Transformer to output
     hidden states (``build_model`` turns them on).
+
+    With a native start (``native``, see :class:`~st_pooling.modules.base.PoolingModule`) MLTP starts "on the last
+    layer": its untrained output is the native pooling of the last layer's token states (``token_embeddings``, what
+    the base's own pooling reads), whatever ``layers`` and ``layer_summary`` are.
     """
 
     name = "mltp"
@@ -34,8 +38,9 @@ class MultiLayerTrainablePooling(_AttentionHead):
 
     def __init__(self, embedding_dimension: int, num_layers: int, layers: list[int] | None = None,
                  layer_summary: str = "mean", num_latents: int | None = None, num_heads: int | None = None,
-                 ffn_multiplier: int | None = None, exclude_first_token: bool = False) -> None:
-        super().__init__(embedding_dimension, num_latents, num_heads, ffn_multiplier)
+                 ffn_multiplier: int | None = None, exclude_first_token: bool = False,
+                 native: str | None = None) -> None:
+        super().__init__(embedding_dimension, num_latents, num_heads, ffn_multiplier, native)
         if layer_summary not in LAYER_SUMMARIES:
             raise ValueError(f"layer_summary must be one of {sorted(LAYER_SUMMARIES)}, got {layer_summary!r}")
         self.num_layers = int(num_layers)
@@ -53,7 +58,8 @@ class MultiLayerTrainablePooling(_AttentionHead):
         return self.pool_layer_stack(stack).to(stack.dtype)
 
     def layer_stack(self, features: dict[str, Any]) -> Tensor:
-        """The per-layer summaries MLTP attends to: (batch, len(layers), dim), in the states' dtype.
+        """The per-layer summaries MLTP attends to: (batch, len(layers), dim), in the states' dtype; with a native start
+        one more row at the end, the native pooling of the last layer's tokens (batch, len(layers) + 1, dim).
 
         The frozen-feature cache stores exactly this, so training on cached features and pooling live agree."""
         layer_states, mask = read_layer_states(features, type(self).__name__)
@@ -65,12 +71,19 @@ class MultiLayerTrainablePooling(_AttentionHead):
         if self.exclude_first_token:  # a causal decoder's attention sink dominates its middle layers' means
             mask = F.drop_first_token(mask)
         summarise = LAYER_SUMMARIES[self.layer_summary]
-        return torch.stack([summarise(layer_states[i], mask) for i in self.layers], dim=1)  # (batch, layers, dim)
+        rows = [summarise(layer_states[i], mask) for i in self.layers]
+        if self.native is not None:
+            rows.append(self.native_pooling.pool(*read_token_states(features)))
+        return torch.stack(rows, dim=1)  # (batch, layers [+ 1], dim)
 
     def pool_layer_stack(self, stack: Tensor) -> Tensor:
-        """(batch, layers, dim) per-layer summaries -> (batch, dim); the part of MLTP that training updates."""
+        """:meth:`layer_stack`'s rows -> (batch, dim); the part of MLTP that training updates."""
+        native = None
+        if self.native is not None:
+            stack, native = stack[:, :-1], stack[:, -1]
         stack = stack.to(self.latents.dtype) + self.layer_embedding
-        return self.attend_from_latents(stack, stack.new_ones(stack.shape[:2], dtype=torch.int64))
+        learned = self.attend_from_latents(stack, stack.new_ones(stack.shape[:2], dtype=torch.int64))
+        return learned if native is None else self.add_to_native(native, learned)
 
     def pool(self, states: Tensor, mask: Tensor) -> Tensor:
         raise TypeError("MultiLayerTrainablePooling pools over all hidden layers: call it with the features dict")

@@ -33,6 +33,10 @@ def add_search_command(subparsers: argparse._SubParsersAction) -> None:
     space.add_argument("--loss", choices=["cosent", "angle", "mnrl"], default=None)
     space.add_argument("--seed", type=int, default=None)
     space.add_argument("--data-dir", default=None, help="folder holding stsbenchmark/, sick/, ...")
+    space.add_argument("--no-native-start", dest="native_start", action="store_false", default=None,
+                       help="start every head from its own initialisation (random latents, GeM at p=3, ...) instead "
+                            "of as exactly the base's own pooling (the default; the space's native_start; a "
+                            "candidate option native=NAME chooses another parameter-free pooling)")
     how = parser.add_argument_group("strategy")
     how.add_argument("--strategy", choices=["predictive", "halving", "all"], default="predictive")
     how.add_argument("--threshold", type=float, default=None,
@@ -64,7 +68,7 @@ def build_space(args: argparse.Namespace):
 
     overrides = {key: getattr(args, key) for key in ("base", "train", "dev", "max_train", "max_dev", "steps",
                                                      "eval_every", "batch_size", "max_seq_length", "loss", "seed",
-                                                     "data_dir")}
+                                                     "data_dir", "native_start")}
     if args.space:
         if args.poolings or args.lrs:
             raise SearchSpaceError("give the candidates either in --space or with --poolings/--lrs, not both")

@@ -2,7 +2,10 @@
 
 :class:`SearchTrainer` holds what every candidate shares: the training and dev data, the frozen base (loaded once
 per kind of transformer output) and the feature caches (built once per cache kind: the last layer's token states for
-token-level heads, and every layer's summary for MLTP, sliced to a candidate's layer subset). :class:`CandidateRun`
+token-level heads, and every layer's summary for MLTP, sliced to a candidate's layer subset). Heads start natively
+by default: as exactly the base's own pooling (the space's ``native_start``, see
+:func:`st_pooling.models.with_native_start`; a candidate option ``native`` overrides it, ``native: null`` gives the
+head's own initialisation). :class:`CandidateRun`
 trains one candidate's head step by step and records its dev score at the space's evaluation points, so a strategy
 can pause, resume or stop it between points. The pieces of one step are the fast path's own
 (:class:`~st_pooling.training.fast_path.CachedHeadEmbedder`, :func:`~st_pooling.training.fast_path.batch_loss`,
@@ -25,7 +28,7 @@ from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer.modules import Normalize, Transformer
 
 from st_pooling.atomic import replace_folder
-from st_pooling.models import build_transformer, pooling_for
+from st_pooling.models import build_transformer, pooling_for, reads_last_token, with_native_start
 from st_pooling.modules.base import PoolingModule
 from st_pooling.modules.registry import pooling_class
 from st_pooling.search.space import Candidate, SearchSpace, SearchSpaceError
@@ -34,10 +37,6 @@ from st_pooling.training.fast_path import (CachedHeadEmbedder, batch_loss, dev_s
                                           linear_schedule, optimizer_step)
 from st_pooling.training.features import LAYER_STACK, FeatureCache, build_feature_cache, cache_kind
 from st_pooling.training.losses import make_loss
-
-
-def _reads_last_token(candidate: Candidate) -> bool:
-    return candidate.pooling == "last_token" or candidate.options.get("layer_summary") == "last_token"
 
 
 class SearchTrainer:
@@ -63,10 +62,17 @@ class SearchTrainer:
     def texts(self) -> list[str]:
         return list(dict.fromkeys(self.train_data.texts() + self.dev_data.texts()))
 
+    def head_options(self, candidate: Candidate) -> dict[str, Any]:
+        """``candidate``'s pooling options, with the base's own pooling as its native start unless it sets one or
+        the space's ``native_start`` is off."""
+        if not self.space.native_start:
+            return dict(candidate.options)
+        return with_native_start(self.space.base, candidate.pooling, candidate.options)
+
     def transformer_for(self, candidate: Candidate) -> Transformer:
         """The frozen base with the outputs ``candidate`` needs (loaded once per kind)."""
         needs_layers = pooling_class(candidate.pooling).needs_layers
-        key = (needs_layers, _reads_last_token(candidate))
+        key = (needs_layers, reads_last_token(candidate.pooling, self.head_options(candidate)))
         if key not in self._transformers:
             transformer = build_transformer(self.space.base, output_hidden_states=needs_layers,
                                             max_seq_length=self.space.max_seq_length,
@@ -81,7 +87,7 @@ class SearchTrainer:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(candidate.seed)
             try:
-                return pooling_for(self.transformer_for(candidate), candidate.pooling, **dict(candidate.options))
+                return pooling_for(self.transformer_for(candidate), candidate.pooling, **self.head_options(candidate))
             except ValueError as error:
                 raise SearchSpaceError(f"candidate {candidate.id} {candidate.label}: {error}") from None
 
@@ -107,18 +113,20 @@ class SearchTrainer:
                 transformer, head, self.texts, dtype=self.cache_dtype, device=self.device,
                 show_progress_bar=self.show_progress_bar))
         every_layer = list(range(1, head.num_layers + 1))
+        summaries = {key: options[key] for key in ("layer_summary", "exclude_first_token", "native")}
 
         def build_every_layer() -> FeatureCache:
             with torch.random.fork_rng(devices=[]):
-                full_head = type(head)(head.embedding_dimension, head.num_layers, layer_summary=head.layer_summary,
-                                       num_latents=1)
+                full_head = type(head)(head.embedding_dimension, head.num_layers, num_latents=1, **summaries)
             return build_feature_cache(transformer, full_head, self.texts, dtype=self.cache_dtype, device=self.device,
                                        show_progress_bar=self.show_progress_bar)
 
-        full = self._cache(f"layer_stack:{head.layer_summary}", build_every_layer)
+        full = self._cache(f"layer_stack:{json.dumps(summaries, sort_keys=True)}", build_every_layer)
         if options["layers"] == every_layer:
             return full
         positions = [every_layer.index(layer) for layer in options["layers"]]
+        if head.native is not None:
+            positions.append(len(every_layer))  # the native row follows the layers
         return FeatureCache(full.kind, full.values[:, positions, :], None, full.index,
                             {**full.meta, "layers": list(options["layers"])})
 

@@ -17,6 +17,7 @@ given as a list of choices, each itself a list: ``layers: [[1, 2, 3, 4, 5, 6], [
     batch_size: 32
     steps: 120             # optimizer steps of a full run
     eval_every: 10         # one learning-curve point (dev score) every this many steps
+    native_start: true     # heads start as exactly the base's own pooling (default; a candidate may set native)
     candidates:
       - {pooling: weighted_sum, lr: [0.001, 0.01]}
       - {pooling: latent_attention, num_latents: [4, 16], lr: [0.0003, 0.001]}
@@ -38,7 +39,7 @@ from st_pooling.modules.registry import pooling_class
 
 TRAINING_KEYS = ("lr", "seed")
 SPACE_KEYS = ("base", "max_seq_length", "train", "dev", "max_train", "max_dev", "loss", "batch_size", "steps",
-              "eval_every", "seed", "candidates", "data_dir")
+              "eval_every", "seed", "candidates", "data_dir", "native_start")
 
 
 class SearchSpaceError(ValueError):
@@ -97,8 +98,13 @@ class SearchSpace:
     eval_every: int = 10
     seed: int = 0
     data_dir: str | None = field(default=None, compare=False)
+    native_start: bool = True
+    """Start every learnable head as exactly the base's own pooling (:func:`st_pooling.models.with_native_start`);
+    a candidate option ``native`` (a pooling name, or null) overrides it for that candidate."""
 
     def __post_init__(self) -> None:
+        if not isinstance(self.native_start, bool):
+            raise SearchSpaceError(f"native_start must be true or false, got {self.native_start!r}")
         _check_positive_int("steps", self.steps)
         _check_positive_int("eval_every", self.eval_every)
         _check_positive_int("batch_size", self.batch_size)
@@ -130,7 +136,10 @@ class SearchSpace:
 
     def fingerprint(self) -> str:
         """A short hash of what decides the learning curves (not where the data lie)."""
-        payload = {key: value for key, value in asdict(self).items() if key not in ("data_dir", "candidates")}
+        payload = {key: value for key, value in asdict(self).items()
+                   if key not in ("data_dir", "candidates", "native_start")}
+        if self.native_start:  # absent when off: a search saved before native starts existed resumes with it off
+            payload["native_start"] = True
         payload["candidates"] = [candidate.to_dict() for candidate in self.candidates]
         text = json.dumps(payload, sort_keys=True, default=str)
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]

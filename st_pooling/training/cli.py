@@ -27,6 +27,10 @@ def add_train_command(subparsers: argparse._SubParsersAction) -> None:
     what.add_argument("--attention-mode", choices=["causal", "bidirectional"], default=None,
                       help="decoder base models only")
     what.add_argument("--max-seq-length", type=int, default=128)
+    what.add_argument("--no-native-start", dest="native_start", action="store_false",
+                      help="start a learnable head from its own initialisation (random latents, GeM at p=3, ...) "
+                           "instead of as exactly the base's own pooling (the default; a spec option native=NAME "
+                           "chooses another parameter-free pooling)")
     data = parser.add_argument_group("data")
     data.add_argument("--train", default="stsb", help="stsb, sick, sick-nli, banking77, 20newsgroups (name:split "
                       "picks a split) or a .jsonl/.csv/.tsv of (anchor, positive[, negative]) or (text1, text2, score)")
@@ -57,7 +61,7 @@ def add_train_command(subparsers: argparse._SubParsersAction) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     from st_pooling.evaluation.runner import PoolingSpec
-    from st_pooling.models import build_model
+    from st_pooling.models import build_model, with_native_start
     from st_pooling.training.data import load_training_data
     from st_pooling.training.recipes import RECIPES, get_recipe
     from st_pooling.training.trainer import TrainConfig, train_model
@@ -74,12 +78,14 @@ def run_train(args: argparse.Namespace) -> int:
     dev = load_training_data(args.dev, data_dir=args.data_dir, split="dev") if args.dev else None
     if args.recipe:
         recipe = get_recipe(args.recipe)
-        model = recipe.build(max_seq_length=args.max_seq_length)
+        options = with_native_start(recipe.base, recipe.pooling, recipe.options) if args.native_start else {}
+        model = recipe.build(max_seq_length=args.max_seq_length, **options)
         mode = args.mode or recipe.mode
     else:
         spec = PoolingSpec.parse(args.pooling)
+        options = with_native_start(args.model, spec.pooling, spec.options) if args.native_start else spec.options
         model = build_model(args.model, spec.pooling, max_seq_length=args.max_seq_length,
-                            attention_mode=args.attention_mode, **dict(spec.options))
+                            attention_mode=args.attention_mode, **dict(options))
         mode = args.mode or "head"
     config = TrainConfig(mode=mode, loss=args.loss, epochs=args.epochs, batch_size=args.batch_size,
                          learning_rate=args.lr, head_learning_rate=args.head_lr, warmup_ratio=args.warmup_ratio,

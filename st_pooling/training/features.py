@@ -6,7 +6,8 @@ training and dev text and keeps only what the head needs:
 * token-level heads (mean, weighted sum, GeM, latent attention, NV-Embed, ...): the last layer's token states, stored
   flat as ``(total_tokens, dim)`` with per-text offsets (no padding stored);
 * multi-layer trainable pooling (MLTP): the per-layer summaries ``(texts, layers, dim)`` the head's own
-  ``layer_summary`` ('mean' or 'last_token') makes of its chosen ``layers``.
+  ``layer_summary`` ('mean' or 'last_token') makes of its chosen ``layers`` (with a native start, one more row: the
+  native pooling of the last layer, see ``MultiLayerTrainablePooling.layer_stack``).
 
 Storage is float16 by default (half the memory; the head computes in float32) or float32 for exactness, in memory
 within ``max_bytes`` (checked before the forward pass, from the token counts), and optionally saved to / memory-mapped
@@ -44,10 +45,11 @@ def _human(n_bytes: float) -> str:
 
 
 def cache_kind(head: PoolingModule) -> tuple[str, dict[str, Any]]:
-    """What ``head`` needs from the base: ('token_states', {}) or ('layer_stack', {'layers', 'layer_summary'})."""
+    """What ``head`` needs from the base: ('token_states', {}) or ('layer_stack', {'layers', 'layer_summary',
+    'exclude_first_token', 'native'})."""
     if isinstance(head, MultiLayerTrainablePooling):
         return LAYER_STACK, {"layers": list(head.layers), "layer_summary": head.layer_summary,
-                             "exclude_first_token": head.exclude_first_token}
+                             "exclude_first_token": head.exclude_first_token, "native": head.native}
     if head.needs_layers:
         raise ValueError(f"{type(head).__name__} reads every hidden layer in a way the feature cache does not know; "
                          "train it with the trainer path (fast_path=False)")
@@ -116,7 +118,8 @@ class FeatureCache:
                              f"{head.get_embedding_dimension()}")
 
     def _options(self) -> dict[str, Any]:
-        return {key: self.meta[key] for key in ("layers", "layer_summary", "exclude_first_token") if key in self.meta}
+        return {key: self.meta[key] for key in ("layers", "layer_summary", "exclude_first_token", "native")
+                if key in self.meta}
 
     def save(self, folder: str | Path) -> Path:
         """Write the cache to ``folder`` (values.npy, offsets.npy, texts.json, meta.json)."""
@@ -170,7 +173,8 @@ def build_feature_cache(transformer: nn.Module, head: PoolingModule, texts: Sequ
     lengths = np.zeros(len(texts), dtype=np.int64)
     for rows, features in zip(batches, inputs):
         lengths[rows] = features["attention_mask"].sum(dim=1).numpy()
-    width = dim * (len(options["layers"]) if kind == LAYER_STACK else 1)
+    rows_per_text = len(options["layers"]) + (options["native"] is not None) if kind == LAYER_STACK else 1
+    width = dim * rows_per_text
     needed = (len(texts) if kind == LAYER_STACK else int(lengths.sum())) * width * itemsize
     if needed > max_bytes:
         raise ValueError(f"the feature cache would take {_human(needed)} ({kind}, {dtype}, {len(texts)} texts, "
@@ -178,7 +182,7 @@ def build_feature_cache(transformer: nn.Module, head: PoolingModule, texts: Sequ
                          "store float16, train on fewer texts or a shorter max_seq_length, or use the trainer path")
     offsets = np.zeros(len(texts) + 1, dtype=np.int64)
     offsets[1:] = np.cumsum(lengths)
-    shape = (len(texts), len(options["layers"]), dim) if kind == LAYER_STACK else (int(offsets[-1]), dim)
+    shape = (len(texts), rows_per_text, dim) if kind == LAYER_STACK else (int(offsets[-1]), dim)
     values = np.empty(shape, dtype=storage)
     was_training = transformer.training
     transformer.to(device).eval()

@@ -342,9 +342,15 @@ def _write_training_summary(folder: Path, train: TrainingData, dev: TrainingData
 def train_pooling(base: str, pooling: str, train: TrainingData, output_dir: str | Path | None = None, *,
                   dev: TrainingData | None = None, config: TrainConfig | None = None,
                   **build_options: Any) -> TrainResult:
-    """Build ``st_pooling.build_model(base, pooling, **build_options)`` and train it (see :func:`train_model`)."""
-    from st_pooling.models import build_model
+    """Build ``st_pooling.build_model(base, pooling, **build_options)`` and train it (see :func:`train_model`).
+
+    A learnable head starts natively by default: as exactly the base's own pooling
+    (``native=st_pooling.models.native_pooling_of(base)``, see :class:`~st_pooling.modules.base.PoolingModule`), so
+    training starts from what the base was trained with. Pass ``native=None`` for the head's own initialisation
+    (random latents, GeM at p = 3, ...), or ``native="cls"`` (any parameter-free last-layer pooling) to choose.
+    """
+    from st_pooling.models import build_model, with_native_start
 
     torch.manual_seed((config or TrainConfig()).seed)  # a head's random initialisation follows the seed too
-    model = build_model(base, pooling, **build_options)
+    model = build_model(base, pooling, **with_native_start(base, pooling, build_options))
     return train_model(model, train, output_dir, dev=dev, config=config)
