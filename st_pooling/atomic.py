@@ -82,28 +82,47 @@ def owned_output(target: str | Path, command: str, *, overwrite: bool = False, r
     """
     target = Path(target).expanduser().resolve()
     target.parent.mkdir(parents=True, exist_ok=True)
+    with _exclusive_lock(target, command):
+        _refuse_foreign_content(target, command, overwrite, replaced_whole)
+        remove_stale_staging(target)
+        if not replaced_whole:  # marked before the first write: a failed run's folder is still known as ours
+            target.mkdir(parents=True, exist_ok=True)
+            (target / OWNER_FILE).write_text(json.dumps({"command": command}), encoding="utf-8")
+        yield target
+
+
+@contextmanager
+def _exclusive_lock(target: Path, command: str) -> Iterator[None]:
+    """``fcntl.flock`` on ``target``'s lock file, removed again when released (nothing is left beside the folder).
+
+    Removing a lock file is safe with one check: after locking, the path must still name the locked file; a process
+    that opened it just before the previous holder removed it holds a lock on a file nobody else can reach, so it
+    opens the path again."""
     lock = _lock_path(target)
-    with open(lock, "a+", encoding="utf-8") as handle:
+    while True:
+        handle = open(lock, "a+", encoding="utf-8")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            handle.close()
             raise OutputBusyError(f"{target} is being written by {_holder(lock)}: wait for it to finish or choose "
                                   "another output folder") from None
+        try:
+            if os.stat(lock).st_ino == os.fstat(handle.fileno()).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        handle.close()
+    try:
         handle.seek(0)
         handle.truncate()
         handle.write(json.dumps({"pid": os.getpid(), "command": command,
                                  "since": time.strftime("%Y-%m-%d %H:%M:%S")}))
         handle.flush()
-        try:
-            _refuse_foreign_content(target, command, overwrite, replaced_whole)
-            remove_stale_staging(target)
-            if not replaced_whole:  # marked before the first write: a failed run's folder is still known as ours
-                target.mkdir(parents=True, exist_ok=True)
-                (target / OWNER_FILE).write_text(json.dumps({"command": command}), encoding="utf-8")
-            yield target
-        finally:
-            handle.seek(0)
-            handle.truncate()  # the lock itself is released when the file closes
+        yield
+    finally:
+        lock.unlink(missing_ok=True)  # while still holding it
+        handle.close()
 
 
 def _refuse_foreign_content(target: Path, command: str, overwrite: bool, replaced_whole: bool) -> None:

@@ -152,3 +152,9 @@ def test_ctrl_c_ends_with_one_line_and_leaves_nothing_behind(tmp_path):
     stderr = run.stderr.read()
     assert "Traceback" not in stderr and stderr.strip().splitlines()[-1] == "st-pooling train: interrupted"
     assert not target.exists() and not list(tmp_path.glob(".model.partial-*"))
+
+
+def test_nothing_is_left_beside_the_folder_after_a_write(tmp_path):
+    with owned_output(tmp_path / "model", "train", replaced_whole=True):
+        assert (tmp_path / ".model.lock").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

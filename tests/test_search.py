@@ -37,7 +37,7 @@ pytestmark = pytest.mark.skipif(shared_data_dir() is None or not (shared_data_di
                                 reason="needs the shared STS Benchmark data")
 
 TINY = {"max_train": 160, "max_dev": 100, "max_seq_length": 48, "batch_size": 16, "seed": 0}
-CURVE_SPACE = {**TINY, "steps": 30, "eval_every": 5, "candidates": [
+CURVE_SPACE = {**TINY, "native_start": False, "steps": 30, "eval_every": 5, "candidates": [
     {"pooling": "gem", "lr": [0.03, 0.1, 0.3]},
     {"pooling": "group_gem", "lr": [0.1, 0.3]},
     {"pooling": "latent_attention", "num_latents": [2, 4], "ffn_multiplier": 1, "lr": [1e-3, 3e-3]},
