@@ -10,6 +10,7 @@ import sys
 import time
 
 from st_pooling.atomic import owned_output
+from st_pooling.cli_args import positive_int
 from st_pooling.index.cli import add_index_commands
 from st_pooling.search.cli import add_search_command
 from st_pooling.training.cli import add_train_command
@@ -36,12 +37,12 @@ def add_compare_command(subparsers: argparse._SubParsersAction) -> None:
                         "folder that an earlier compare did not write is refused unless --overwrite")
     parser.add_argument("--overwrite", action="store_true", help="write into a non-empty folder anyway")
     parser.add_argument("--reference", default=None, help="pooling the others are tested against (default: first)")
-    parser.add_argument("--max-items", type=int, default=None, help="evaluate on a subset of each local task")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--max-seq-length", type=int, default=None)
+    parser.add_argument("--max-items", type=positive_int, default=None, help="evaluate on a subset of each local task")
+    parser.add_argument("--batch-size", type=positive_int, default=32)
+    parser.add_argument("--max-seq-length", type=positive_int, default=None)
     parser.add_argument("--attention-mode", choices=["causal", "bidirectional"], default=None,
                         help="decoder base models only")
-    parser.add_argument("--n-resamples", type=int, default=1000, help="bootstrap resamples (default: 1000)")
+    parser.add_argument("--n-resamples", type=positive_int, default=1000, help="bootstrap resamples (default: 1000)")
     parser.add_argument("--correction", choices=["holm", "none"], default="holm",
                         help="multiple-comparison correction of the p-values behind the significance marks, for "
                              "testing several poolings against one reference (default: holm)")
@@ -55,9 +56,11 @@ def run_compare(args: argparse.Namespace) -> int:
     from st_pooling.evaluation.compare import compare_poolings
     from st_pooling.evaluation.report import write_report
     from st_pooling.evaluation.runner import PoolingSpec
+    from st_pooling.evaluation.stats import check_bootstrap_settings
     from st_pooling.evaluation.tasks import EMBEDDED_DEFAULT_TASKS, get_tasks
 
     started = time.perf_counter()
+    check_bootstrap_settings(args.n_resamples)  # all settings before any folder is touched
     specs = [PoolingSpec.parse(text) for text in args.poolings]
     tasks = get_tasks(args.tasks or EMBEDDED_DEFAULT_TASKS, data_dir=args.data_dir, max_items=args.max_items)
     with owned_output(args.output, "compare", overwrite=args.overwrite) as output:

@@ -135,12 +135,14 @@ def test_saved_pooling_with_wrong_dimension_fails_at_load(tmp_path, name):
 def test_unknown_pooling_and_bad_options_are_explained():
     with pytest.raises(ValueError, match="unknown pooling 'avg'.*mean"):
         create_pooling("avg", 384)
-    with pytest.raises(ValueError, match="bad options for pooling 'gem'"):
+    with pytest.raises(ValueError, match="options of pooling 'gem': unknown option.*exponent.*valid options"):
         create_pooling("gem", 384, exponent=3)
     with pytest.raises(ValueError, match="divide"):
         create_pooling("group_gem", 384, num_groups=5)
     with pytest.raises(ValueError, match="layers must lie in 1..6"):
-        create_pooling("mltp", 384, num_layers=6, layers=[0, 7])
+        create_pooling("mltp", 384, num_layers=6, layers=[1, 7])
+    with pytest.raises(ValueError, match="option layers=.*positive whole number"):
+        create_pooling("mltp", 384, num_layers=6, layers=[0, 2])
 
 
 def test_weighted_sum_starts_as_mean_and_gem_at_p1_is_mean(transformer, sample_texts):

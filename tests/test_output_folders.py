@@ -158,3 +158,28 @@ def test_nothing_is_left_beside_the_folder_after_a_write(tmp_path):
     with owned_output(tmp_path / "model", "train", replaced_whole=True):
         assert (tmp_path / ".model.lock").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_search_refuses_a_folder_with_a_users_files_and_keeps_them(tmp_path, capsys):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    for name, text in {"report.md": "my notes", "summary.json": "{}"}.items():
+        (folder / name).write_text(text)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    assert main(["search", "--poolings", "gem", "--lrs", "1e-3", "--output", str(folder), "--quiet"]) == 2
+    assert "st-pooling search did not write it" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+@pytest.mark.parametrize("argv, option", [
+    (["train", "--max-train", "-3"], "--max-train"),
+    (["train", "--epochs", "0"], "--epochs"),
+    (["train", "--lr", "nan"], "--lr"),
+    (["compare", "--n-resamples", "zero"], "--n-resamples"),
+    (["search", "--steps", "-1", "--output", "x"], "--steps"),
+])
+def test_bad_numbers_are_refused_while_parsing_naming_the_option(argv, option, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    assert f"argument {option}" in capsys.readouterr().err

@@ -302,17 +302,22 @@ def test_resuming_with_another_space_refuses_and_keeps_the_state(resume_trainer,
     assert session.state_path.read_bytes() == before
 
 
-def test_unusable_checkpoint_restarts_that_candidate_from_its_start(resume_trainer, tmp_path):
-    space = resume_trainer.space
-    first = search_order(space)[0]
+def interrupt_at_step_4(trainer, folder: Path) -> Path:
+    """Run the search until its first candidate's point at step 4, then interrupt it: its checkpoint path."""
 
     def stop_at_step_4(event: str, record) -> None:
         if event == "point" and record.steps_trained == 4:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        SearchSession(space, resume_trainer, tmp_path, "all", on_event=stop_at_step_4).run()
-    checkpoint = tmp_path / "checkpoints" / f"{first.id}.pt"
+        SearchSession(trainer.space, trainer, folder, "all", on_event=stop_at_step_4).run()
+    return folder / "checkpoints" / f"{search_order(trainer.space)[0].id}.pt"
+
+
+def test_unusable_checkpoint_restarts_that_candidate_from_its_start(resume_trainer, tmp_path):
+    space = resume_trainer.space
+    checkpoint = interrupt_at_step_4(resume_trainer, tmp_path)
+    first = search_order(space)[0]
     checkpoint.write_bytes(b"not a checkpoint, half written")  # e.g. a disk that filled up
     events = []
     state = SearchSession(space, resume_trainer, tmp_path, "all",
@@ -441,15 +446,7 @@ class _RunsAShellCommand:
 
 def test_a_planted_pickle_checkpoint_is_refused_not_executed(resume_trainer, tmp_path, caplog):
     space = resume_trainer.space
-    first = search_order(space)[0]
-
-    def stop_at_step_4(event: str, record) -> None:
-        if event == "point" and record.steps_trained == 4:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        SearchSession(space, resume_trainer, tmp_path, "all", on_event=stop_at_step_4).run()
-    checkpoint = tmp_path / "checkpoints" / f"{first.id}.pt"
+    checkpoint = interrupt_at_step_4(resume_trainer, tmp_path)
     marker = tmp_path / "code-ran"
     torch.save({"candidate": _RunsAShellCommand(marker)}, checkpoint)
     with caplog.at_level("WARNING", logger="st_pooling.search.strategies"):

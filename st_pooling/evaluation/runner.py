@@ -22,24 +22,10 @@ from sentence_transformers.sentence_transformer.modules import Transformer
 from tqdm.auto import tqdm
 
 from st_pooling.modules.base import PoolingModule
+from st_pooling.modules.options import checked_options
+from st_pooling.modules.registry import pooling_class
 
 DEFAULT_CACHE_BYTES = 2 * 1024**3
-
-
-def _parse_value(text: str) -> Any:
-    lowered = text.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    if lowered in ("none", "null"):
-        return None
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    if "+" in text:  # a layer list such as 4+5+6
-        return [int(part) for part in text.split("+")]
-    return text
 
 
 @dataclass(frozen=True)
@@ -57,15 +43,22 @@ class PoolingSpec:
 
     @classmethod
     def parse(cls, text: str) -> PoolingSpec:
-        """``"gem"`` or ``"gem:initial_p=2,negatives=clamp"`` or ``"mltp:layers=4+5+6"``."""
+        """``"gem"``, ``"gem:initial_p=2,negatives=clamp"``, ``"mltp:layers=1,3,5,layer_summary=mean"`` (a part
+        without ``=`` continues the list before it) or ``"mltp:layers=4+5+6"``; values are checked and typed by
+        :func:`st_pooling.modules.options.checked_options`."""
         name, _, rest = text.strip().partition(":")
-        options = {}
+        raw: dict[str, str] = {}
+        key = None
         for item in filter(None, (part.strip() for part in rest.split(","))):
-            key, sep, value = item.partition("=")
-            if not sep or not key:
+            name_part, sep, value = item.partition("=")
+            if sep and name_part.strip():
+                key = name_part.strip()
+                raw[key] = value.strip()
+            elif not sep and key is not None and raw[key] and item.lstrip("-").isdigit():
+                raw[key] += "," + item  # layers=1,3,5
+            else:
                 raise ValueError(f"pooling option {item!r} in {text!r} is not of the form key=value")
-            options[key.strip()] = _parse_value(value.strip())
-        return cls(name, options)
+        return cls(name, checked_options(pooling_class(name), raw, f"pooling spec {text!r}"))
 
 
 class EmbeddingCache:

@@ -12,6 +12,27 @@ from sentence_transformers.base.modules.module import Module
 from torch import Tensor, nn
 
 from st_pooling import functional as F
+from st_pooling.modules.options import checked_options
+
+CONFIG_FORMAT_KEY = "st_pooling_config_format"
+CONFIG_FORMAT = 1
+"""Written into every pooling's config.json. Format 0 (no key) is what st-pooling 0.1 saved; when an option is
+renamed, raise the format and say in :data:`RENAMED_OPTIONS` how older configs read, so old models still load."""
+RENAMED_OPTIONS: dict[int, dict[str, str]] = {}  # format a config was saved with -> {old option name: new name}
+
+
+def options_of_format(config: dict[str, Any], source: str) -> dict[str, Any]:
+    """A saved config's options in today's names (the format key removed), or an error for a newer format."""
+    options = dict(config)
+    saved_format = options.pop(CONFIG_FORMAT_KEY, 0)
+    if not isinstance(saved_format, int) or saved_format > CONFIG_FORMAT:
+        raise ValueError(f"{source} was saved by a newer st-pooling (config format {saved_format!r}; this one reads "
+                         f"up to {CONFIG_FORMAT}): pip install -U st-pooling")
+    for version in range(saved_format, CONFIG_FORMAT):
+        for old, new in RENAMED_OPTIONS.get(version, {}).items():
+            if old in options:
+                options[new] = options.pop(old)
+    return options
 
 
 def read_token_states(features: dict[str, Any]) -> tuple[Tensor, Tensor]:
@@ -125,21 +146,39 @@ class PoolingModule(Module):
         if self.learnable:
             save_safetensors_model(self, os.path.join(output_path, "model.safetensors"))
 
+    def get_config_dict(self) -> dict[str, Any]:
+        return {**super().get_config_dict(), CONFIG_FORMAT_KEY: CONFIG_FORMAT}
+
     @classmethod
     def load(cls, model_name_or_path: str, subfolder: str = "", token=None, cache_folder=None, revision=None,
              local_files_only: bool = False, **kwargs):
         hub_kwargs = dict(subfolder=subfolder, token=token, cache_folder=cache_folder, revision=revision,
                           local_files_only=local_files_only)
-        config = cls.load_config(model_name_or_path, **hub_kwargs)
-        module = cls(**config)
+        folder = os.path.join(model_name_or_path, subfolder)
+        config_path = os.path.join(folder, cls.config_file_name)
+        if os.path.isdir(folder) and not os.path.isfile(config_path):
+            raise FileNotFoundError(f"{config_path} is missing: the saved {cls.__name__} cannot be rebuilt without "
+                                    "it; save the model again (model.save(path)) or restore the file")
+        try:
+            config = cls.load_config(model_name_or_path, **hub_kwargs)
+        except ValueError as error:  # json's decode errors are ValueErrors
+            raise ValueError(f"{config_path} is not valid JSON ({error}): save the model again") from None
+        module = cls(**checked_options(cls, options_of_format(config, config_path), config_path))
         if module.learnable:
+            weights = os.path.join(folder, "model.safetensors")
             try:
                 cls.load_torch_weights(model_name_or_path, model=module, **hub_kwargs)
             except RuntimeError as error:
-                raise ValueError(
-                    f"The weights saved for {cls.__name__} in {os.path.join(model_name_or_path, subfolder)} do not "
-                    f"fit its config.json {config}: {error}"
-                ) from None
+                raise ValueError(f"The weights saved for {cls.__name__} in {folder} do not fit its config.json "
+                                 f"{config}: {error}") from None
+            except Exception as error:  # safetensors' own errors on a damaged file (e.g. SafetensorError)
+                if not type(error).__name__.startswith("Safetensor"):
+                    raise
+                raise ValueError(f"{weights} is damaged ({error}): save or copy the model again") from None
+            broken = [name for name, tensor in module.state_dict().items() if not torch.isfinite(tensor).all()]
+            if broken:
+                raise ValueError(f"{weights} holds NaN or infinite values in {', '.join(broken)}: this {cls.__name__} "
+                                 "would embed every text as NaN; retrain it or restore the file")
         return module
 
     def on_model_ready(self, model) -> None:

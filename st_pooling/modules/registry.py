@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from st_pooling.modules.base import PoolingModule
+from st_pooling.modules.options import checked_options
 
 POOLINGS: dict[str, type[PoolingModule]] = {}
 
@@ -34,10 +35,8 @@ def create_pooling(name: str, embedding_dimension: int, num_layers: int | None =
         if num_layers is None:
             raise ValueError(f"pooling {name!r} needs the base model's number of hidden layers (num_layers)")
         options.setdefault("num_layers", num_layers)
-    try:
-        return cls(embedding_dimension=embedding_dimension, **options)
-    except TypeError as error:
-        raise ValueError(f"bad options for pooling {name!r} ({cls.__name__}): {error}") from None
+    options = checked_options(cls, options, f"options of pooling {name!r}")
+    return cls(embedding_dimension=embedding_dimension, **options)
 
 
 def parameter_free_names() -> list[str]:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import time
 
+from st_pooling.atomic import owned_output
+from st_pooling.cli_args import positive_float, positive_int
+
 
 def add_search_command(subparsers: argparse._SubParsersAction) -> None:
     """Register ``st-pooling search`` on the main parser's subparsers."""
@@ -20,16 +23,16 @@ def add_search_command(subparsers: argparse._SubParsersAction) -> None:
     space.add_argument("--poolings", nargs="+", default=None, metavar="SPEC",
                        help="pooling specs, e.g. weighted_sum gem latent_attention:num_latents=4 "
                             "mltp:layers=4+5+6 (each tried with every --lrs)")
-    space.add_argument("--lrs", nargs="+", type=float, default=None, metavar="LR", help="learning rates to try")
+    space.add_argument("--lrs", nargs="+", type=positive_float, default=None, metavar="LR", help="learning rates to try")
     space.add_argument("--model", dest="base", default=None, help="base model (default minilm)")
     space.add_argument("--train", default=None, help="training source (default stsb)")
     space.add_argument("--dev", default=None, help="dev source (default stsb:dev)")
-    space.add_argument("--max-train", type=int, default=None, help="seeded subset of the training rows")
-    space.add_argument("--max-dev", type=int, default=None, help="seeded subset of the dev rows")
-    space.add_argument("--steps", type=int, default=None, help="training steps of a full run (default 120)")
-    space.add_argument("--eval-every", type=int, default=None, help="steps between curve points (default 10)")
-    space.add_argument("--batch-size", type=int, default=None)
-    space.add_argument("--max-seq-length", type=int, default=None)
+    space.add_argument("--max-train", type=positive_int, default=None, help="seeded subset of the training rows")
+    space.add_argument("--max-dev", type=positive_int, default=None, help="seeded subset of the dev rows")
+    space.add_argument("--steps", type=positive_int, default=None, help="training steps of a full run (default 120)")
+    space.add_argument("--eval-every", type=positive_int, default=None, help="steps between curve points (default 10)")
+    space.add_argument("--batch-size", type=positive_int, default=None)
+    space.add_argument("--max-seq-length", type=positive_int, default=None)
     space.add_argument("--loss", choices=["cosent", "angle", "mnrl"], default=None)
     space.add_argument("--seed", type=int, default=None)
     space.add_argument("--data-dir", default=None, help="folder holding stsbenchmark/, sick/, ...")
@@ -44,22 +47,24 @@ def add_search_command(subparsers: argparse._SubParsersAction) -> None:
     how.add_argument("--min-improvement", type=float, default=None,
                      help="predictive: finish only candidates that may beat the best by more than this "
                           "(dev-score units; default 0: any improvement)")
-    how.add_argument("--bootstrap", type=int, default=None,
+    how.add_argument("--bootstrap", type=positive_int, default=None,
                      help="predictive: candidates trained to the end before any is stopped (default 1: the "
                           "best at the first check)")
-    how.add_argument("--first-check", type=int, default=None,
+    how.add_argument("--first-check", type=positive_int, default=None,
                      help="predictive: steps to the first check point; later ones double it (default eval_every/4)")
     how.add_argument("--no-warm-up", dest="warm_up", action="store_false", default=None,
                      help="predictive: do not train every candidate to its first check before going on in order of "
                           "that score")
     how.add_argument("--predictor", choices=["forest", "svr"], default=None,
                      help="predictive: random forests or support-vector regression (default forest)")
-    how.add_argument("--eta", type=int, default=None, help="halving: keep the best 1/eta at each rung (default 3)")
-    how.add_argument("--min-steps", type=int, default=None, help="halving: budget of the first rung")
+    how.add_argument("--eta", type=positive_int, default=None, help="halving: keep the best 1/eta at each rung (default 3)")
+    how.add_argument("--min-steps", type=positive_int, default=None, help="halving: budget of the first rung")
     parser.add_argument("--output", required=True, help="folder of the search (state, best model, report)")
     parser.add_argument("--device", default=None)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 is often fastest for heads)")
+    parser.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (1 is often fastest for heads)")
     parser.add_argument("--quiet", action="store_true", help="print only the report")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="write into a non-empty output folder that an earlier search did not write")
     parser.set_defaults(handler=run_search)
 
 
@@ -105,13 +110,14 @@ def run_search(args: argparse.Namespace) -> int:
         print(f"{event:<8} {record.id:<24} {record.label:<60} step {record.steps_trained:>5} dev {score} "
               f"{record.stop_reason or ''}", flush=True)
 
-    session = SearchSession(space, SearchTrainer(space, device=args.device), args.output, args.strategy, settings,
-                            on_event=progress)
-    if session.resumed and not args.quiet:
-        done = sum(record.status in ("finished", "stopped") for record in session.state.records.values())
-        print(f"continuing the search in {args.output}: {done} of {len(space.candidates)} candidates done")
-    session.run()
-    written = write_report(session)
+    with owned_output(args.output, "search", overwrite=args.overwrite) as output:  # one search per folder at a time
+        session = SearchSession(space, SearchTrainer(space, device=args.device), output, args.strategy, settings,
+                                on_event=progress)
+        if session.resumed and not args.quiet:
+            done = sum(record.status in ("finished", "stopped") for record in session.state.records.values())
+            print(f"continuing the search in {args.output}: {done} of {len(space.candidates)} candidates done")
+        session.run()
+        written = write_report(session)
     print(written["report"].read_text(encoding="utf-8"))
     print(f"wrote {', '.join(str(path) for path in written.values())} in {time.perf_counter() - started:.0f} s")
     return 0

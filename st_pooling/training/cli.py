@@ -7,6 +7,8 @@ import json
 import time
 from dataclasses import asdict
 
+from st_pooling.cli_args import fraction, positive_float, positive_int
+
 
 def add_train_command(subparsers: argparse._SubParsersAction) -> None:
     """Register ``st-pooling train`` on the main parser's subparsers."""
@@ -26,7 +28,7 @@ def add_train_command(subparsers: argparse._SubParsersAction) -> None:
                       help="head: base frozen (default); full: everything; lora: LoRA adapters + head (needs peft)")
     what.add_argument("--attention-mode", choices=["causal", "bidirectional"], default=None,
                       help="decoder base models only")
-    what.add_argument("--max-seq-length", type=int, default=128)
+    what.add_argument("--max-seq-length", type=positive_int, default=128)
     what.add_argument("--no-native-start", dest="native_start", action="store_false",
                       help="start a learnable head from its own initialisation (random latents, GeM at p=3, ...) "
                            "instead of as exactly the base's own pooling (the default; a spec option native=NAME "
@@ -38,20 +40,20 @@ def add_train_command(subparsers: argparse._SubParsersAction) -> None:
                       "every epoch, the best epoch is kept")
     data.add_argument("--data-dir", default=None, help="folder holding stsbenchmark/, sick/, ... (default: "
                       "$ST_POOLING_DATA_DIR, else ../shared/data next to the source tree)")
-    data.add_argument("--max-train", type=int, default=None, help="train on a seeded subset of this many rows")
+    data.add_argument("--max-train", type=positive_int, default=None, help="train on a seeded subset of this many rows")
     how = parser.add_argument_group("how")
     how.add_argument("--loss", choices=["mnrl", "cosent", "angle"], default=None,
                      help="default: mnrl for pairs/triplets, cosent for scored pairs")
-    how.add_argument("--epochs", type=int, default=1)
-    how.add_argument("--batch-size", type=int, default=32)
-    how.add_argument("--lr", type=float, default=None, help="learning rate (default: head 1e-3, full 2e-5, lora 1e-4)")
-    how.add_argument("--head-lr", type=float, default=1e-3, help="the head's rate in full / lora modes")
-    how.add_argument("--warmup-ratio", type=float, default=0.0)
+    how.add_argument("--epochs", type=positive_int, default=1)
+    how.add_argument("--batch-size", type=positive_int, default=32)
+    how.add_argument("--lr", type=positive_float, default=None, help="learning rate (default: head 1e-3, full 2e-5, lora 1e-4)")
+    how.add_argument("--head-lr", type=positive_float, default=1e-3, help="the head's rate in full / lora modes")
+    how.add_argument("--warmup-ratio", type=fraction, default=0.0)
     how.add_argument("--seed", type=int, default=0)
-    how.add_argument("--patience", type=int, default=None, help="early stopping: epochs without dev improvement")
+    how.add_argument("--patience", type=positive_int, default=None, help="early stopping: epochs without dev improvement")
     how.add_argument("--fast-path", action="store_true", help="head mode: train on cached features of the frozen base")
     how.add_argument("--cache-dtype", choices=["float16", "float32"], default="float16")
-    how.add_argument("--cache-max-gib", type=float, default=4.0, help="memory budget of the feature cache")
+    how.add_argument("--cache-max-gib", type=positive_float, default=4.0, help="memory budget of the feature cache")
     parser.add_argument("--output", required=False, default=None, help="folder for the trained model")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")

@@ -1,0 +1,33 @@
+"""Argument types shared by the command line: a bad number is refused while parsing, naming the option, before any
+model is loaded (``--max-train -3`` used to fail deep inside random.sample)."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+
+
+def _number(text: str, cast: Callable[[str], float], accept: Callable[[float], bool], wanted: str) -> float:
+    try:
+        value = cast(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or not accept(value):
+        raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """A whole number >= 1 (counts, sizes, lengths)."""
+    return int(_number(text, int, lambda value: value >= 1, "a whole number of 1 or more"))
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0 (learning rates, budgets, thresholds)."""
+    return _number(text, float, lambda value: value > 0, "a number above 0")
+
+
+def fraction(text: str) -> float:
+    """A number in [0, 1)."""
+    return _number(text, float, lambda value: 0 <= value < 1, "a number in [0, 1)")
