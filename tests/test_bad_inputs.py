@@ -46,6 +46,9 @@ CASES = {
     "train: broken data line": Case(["train", "--pooling", "gem", "--train", "{tmp}/pairs.jsonl", "--output",
                                      "{tmp}/model"], ["{tmp}/pairs.jsonl", "line 9"],
                                     {"pairs.jsonl": PAIRS + "{ not json\n"}),
+    "train: invalid UTF-8": Case(["train", "--pooling", "gem", "--train", "{tmp}/bad.jsonl", "--output",
+                                  "{tmp}/model"], ["{tmp}/bad.jsonl, line 2", "not valid utf-8"],
+                                 {"bad.jsonl": PAIRS.splitlines(keepends=True)[0]}),
     "train: unknown option": Case(["train", "--pooling", "gem:foo=1", "--train", "{tmp}/pairs.jsonl", "--output",
                                    "{tmp}/model"], ["foo", "valid options"], {"pairs.jsonl": PAIRS}),
     "train: a user's folder": Case(["train", "--pooling", "gem", "--train", "{tmp}/pairs.jsonl", "--fast-path",
@@ -76,6 +79,9 @@ def test_bad_input_is_refused_naming_the_culprit_and_nothing_changes(name, tmp_p
     for relative, text in case.files.items():
         (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / relative).write_text(text, encoding="utf-8")
+        if relative.startswith("bad"):
+            with (tmp_path / relative).open("ab") as handle:
+                handle.write(b'{"anchor": "caf\xe9", "positive": "b"}\n')  # latin-1 bytes in a utf-8 file
     before = snapshot(tmp_path)
     code = main([part.replace("{tmp}", str(tmp_path)) for part in case.argv] + ["--no-progress"] *
                 (case.argv[0] in ("compare", "train")))

@@ -18,8 +18,15 @@ def decode_bytes(raw: bytes, encodings: tuple[str, ...] = ("utf-8", "latin-1")) 
 
 
 def read_text(path: Path, encodings: tuple[str, ...] = ("utf-8", "latin-1")) -> str:
-    """Read a whole file, trying each encoding in turn."""
-    return decode_bytes(path.read_bytes(), encodings)
+    """Read a whole file, trying each encoding in turn; bytes none of them decodes are a DataFormatError naming the
+    file, line and byte."""
+    raw = path.read_bytes()
+    try:
+        return decode_bytes(raw, encodings)
+    except UnicodeDecodeError as error:
+        line = raw[:error.start].count(b"\n") + 1
+        raise DataFormatError(path, f"byte {error.start} is not valid {error.encoding} ({error.reason}): save the "
+                                    f"file as {' or '.join(encodings)}", line=line) from None
 
 
 def split_lines(text: str) -> list[str]:
