@@ -139,10 +139,19 @@ class FeatureCache:
         folder = Path(folder)
         meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
         texts = json.loads((folder / "texts.json").read_text(encoding="utf-8"))
-        values = np.load(folder / "values.npy", mmap_mode="r" if mmap else None)
-        offsets = np.load(folder / "offsets.npy") if (folder / "offsets.npy").is_file() else None
+        values = _load_array(folder / "values.npy", mmap_mode="r" if mmap else None)
+        offsets = _load_array(folder / "offsets.npy") if (folder / "offsets.npy").is_file() else None
         kind = meta.pop("kind")
         return cls(kind, values, offsets, {text: row for row, text in enumerate(texts)}, meta)
+
+
+def _load_array(path: Path, mmap_mode: str | None = None) -> np.ndarray:
+    """A numeric array, never a pickle: an object array (which np.load could only unpickle) is refused."""
+    try:
+        return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
+    except ValueError as error:
+        raise ValueError(f"{path} is not a feature array st-pooling wrote ({error}): delete the cache folder and "
+                         "build it again") from None
 
 
 def _to_device(features: dict[str, Any], device: torch.device) -> dict[str, Any]:
