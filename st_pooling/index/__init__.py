@@ -8,7 +8,13 @@ See docs/indexing.md for choosing an index type.
 """
 from st_pooling.index.build import BuildReport, add_documents, build_index, encode_normalized
 from st_pooling.index.corpus import CorpusFile, Document, documents_from_mapping, scan_corpus
-from st_pooling.index.errors import CorpusError, IndexModelMismatchError, IndexStoreError
+from st_pooling.index.errors import (
+    CorpusError,
+    CorpusFormatError,
+    DamagedIndexError,
+    IndexModelMismatchError,
+    IndexStoreError,
+)
 from st_pooling.index.evaluate import (
     IndexEvaluation,
     evaluate_index,
@@ -25,6 +31,8 @@ __all__ = [
     "BuildReport",
     "CorpusError",
     "CorpusFile",
+    "CorpusFormatError",
+    "DamagedIndexError",
     "Document",
     "IndexEvaluation",
     "IndexModelMismatchError",

@@ -17,8 +17,7 @@ from st_pooling.index.errors import CorpusError
 from st_pooling.index.fingerprint import model_fingerprint, module_classes
 from st_pooling.index.metadata import check_query_model, new_metadata, spec_from_metadata
 from st_pooling.index.spec import IndexSpec, choose_index_spec
-from st_pooling.index.store import FAISS_IDS_FILE, INDEX_FILE, DocumentReader, DocumentWriter, IndexFolder, \
-    read_metadata, write_metadata
+from st_pooling.index.store import INDEX_FILE, DocumentWriter, IndexFolder, open_current, write_metadata
 
 
 @dataclass(frozen=True)
@@ -36,7 +35,7 @@ class BuildReport:
 def build_index(model: SentenceTransformer, corpus: CorpusLike, path: str | Path, *, model_name: str | None = None,
                 index_type: str = "auto", pq: bool = False, index_params: dict | None = None,
                 batch_size: int = 64, id_type: str = "auto", embeddings: np.ndarray | None = None,
-                overwrite: bool = False, show_progress: bool = True) -> BuildReport:
+                overwrite: bool = False, show_progress: bool = True, wait: bool = True) -> BuildReport:
     """Embed ``corpus`` with ``model`` and save a cosine-similarity faiss index at ``path``.
 
     ``corpus`` is a file path (jsonl/csv/tsv/txt), an ``{id: text}`` mapping or a list of Documents.
@@ -45,9 +44,11 @@ def build_index(model: SentenceTransformer, corpus: CorpusLike, path: str | Path
     ids when every id is a canonical int64, else as a string table ('string' forces the table).
     ``embeddings`` (rows in corpus order) skips encoding, for vectors already computed with ``model``.
     The folder is replaced atomically: on any error the previous index there stays as it was.
+    The write holds the folder's lock: another writer makes this wait, or with ``wait=False`` raise
+    IndexStoreError naming its pid.
     """
     folder = IndexFolder(path)
-    folder.check_writable(overwrite)
+    folder.check_writable(overwrite)  # refuse early, before touching the folder
     documents = as_documents(corpus)
     summary = scan_corpus(documents)
     if id_type not in ("auto", "int64", "string"):
@@ -59,53 +60,59 @@ def build_index(model: SentenceTransformer, corpus: CorpusLike, path: str | Path
     spec = choose_index_spec(summary.count, dimension, index_type, pq, **(index_params or {}))
     metadata = new_metadata(model_name or _model_label(model), model_fingerprint(model), module_classes(model),
                             dimension, spec, "int64" if use_int_ids else "string")
-    staging = folder.stage()
-    try:
-        writer = DocumentWriter(staging)
-        index = spec.create(dimension)
-        batches = _embedded_batches(model, documents, summary.count, batch_size, embeddings, show_progress)
-        timings = _fill_index(index, spec, batches, writer, use_int_ids, summary.count)
-        writer.close()
-        faiss.write_index(index, str(staging / INDEX_FILE))
-        write_metadata(staging, {**metadata, "count": writer.count})
-        folder.commit(staging)
-    except BaseException:
-        folder.discard(staging)
-        raise
+    with folder.write_lock(wait):
+        folder.check_writable(overwrite)  # again under the lock: another writer may have built meanwhile
+        staging = folder.stage()
+        try:
+            writer = DocumentWriter(staging)
+            index = spec.create(dimension)
+            batches = _embedded_batches(model, documents, summary.count, batch_size, embeddings, show_progress)
+            timings = _fill_index(index, spec, batches, writer, use_int_ids, summary.count)
+            writer.close()
+            faiss.write_index(index, str(staging / INDEX_FILE))
+            write_metadata(staging, {**metadata, "count": writer.count})
+            folder.commit(staging)
+        except BaseException:
+            folder.discard(staging)
+            raise
     return BuildReport(folder.root, summary.count, writer.count, spec, *timings)
 
 
 def add_documents(model: SentenceTransformer, corpus: CorpusLike, path: str | Path, *, batch_size: int = 64,
-                  embeddings: np.ndarray | None = None, show_progress: bool = True) -> BuildReport:
+                  embeddings: np.ndarray | None = None, show_progress: bool = True, wait: bool = True) -> BuildReport:
     """Embed ``corpus`` and add it to the index at ``path`` as a new atomically saved version.
 
     Refuses a model other than the index's, ids already in the index, and (for an index keyed
-    by int64 ids) ids that are not int64."""
+    by int64 ids) ids that are not int64. The whole read-modify-write holds the folder's lock, so
+    concurrent adds take turns and none is lost (``wait=False``: raise IndexStoreError instead of waiting)."""
     folder = IndexFolder(path)
-    current = folder.require_current()
-    metadata = read_metadata(current)
-    check_query_model(metadata, model, folder.root)
+    folder.require_current()  # refuse a folder without an index before creating a lock file in it
     documents = as_documents(corpus)
-    summary = scan_corpus(documents, known_ids=set(DocumentReader(current).iter_ids()))
-    use_int_ids = metadata["id_type"] == "int64"
-    if use_int_ids and not summary.ids_are_int64:
-        raise CorpusError(f"the index at {folder.root} keys documents by 64-bit integer ids, but the new documents "
-                          "include ids that are not plain integers; rebuild with id_type='string' to mix them")
-    spec = spec_from_metadata(metadata)
-    staging = folder.stage()
-    try:
-        writer = DocumentWriter(staging, existing_from=current)
-        index = faiss.read_index(str(current / INDEX_FILE))
-        batches = _embedded_batches(model, documents, summary.count, batch_size, embeddings, show_progress)
-        timings = _fill_index(index, spec, batches, writer, use_int_ids, summary.count)
-        writer.close()
-        faiss.write_index(index, str(staging / INDEX_FILE))
-        now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-        write_metadata(staging, {**metadata, "count": writer.count, "updated": now})
-        folder.commit(staging)
-    except BaseException:
-        folder.discard(staging)
-        raise
+    with folder.write_lock(wait):
+        current = open_current(folder.root)
+        metadata = current.metadata
+        check_query_model(metadata, model, folder.root)
+        summary = scan_corpus(documents, known_ids=set(current.documents.iter_ids()))
+        use_int_ids = metadata["id_type"] == "int64"
+        if use_int_ids and not summary.ids_are_int64:
+            raise CorpusError(f"the index at {folder.root} keys documents by 64-bit integer ids, but the new "
+                              "documents include ids that are not plain integers; rebuild with id_type='string' "
+                              "to mix them")
+        spec = spec_from_metadata(metadata)
+        staging = folder.stage()
+        try:
+            writer = DocumentWriter(staging, existing=current.documents)
+            index = current.index
+            batches = _embedded_batches(model, documents, summary.count, batch_size, embeddings, show_progress)
+            timings = _fill_index(index, spec, batches, writer, use_int_ids, summary.count)
+            writer.close()
+            faiss.write_index(index, str(staging / INDEX_FILE))
+            now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+            write_metadata(staging, {**metadata, "count": writer.count, "updated": now})
+            folder.commit(staging)
+        except BaseException:
+            folder.discard(staging)
+            raise
     return BuildReport(folder.root, summary.count, writer.count, spec, *timings)
 
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from st_pooling.index.errors import CorpusError
+from st_pooling.index.errors import CorpusError, CorpusFormatError
 
 CORPUS_FORMATS = ("jsonl", "csv", "tsv", "text")
 _SUFFIX_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".txt": "text"}
@@ -65,7 +65,26 @@ class CorpusFile:
 
     def __iter__(self) -> Iterator[Document]:
         readers = {"jsonl": self._read_jsonl, "csv": self._read_table, "tsv": self._read_table, "text": self._read_text}
-        return readers[self.format]()
+        try:
+            yield from readers[self.format]()
+        except UnicodeDecodeError as error:
+            raise self._decoding_error(error) from None
+
+    def _decoding_error(self, error: UnicodeDecodeError) -> CorpusFormatError:
+        """The first line that does not decode, with its byte position, as a CorpusFormatError."""
+        offset = 0
+        with self.path.open("rb") as handle:
+            for line_number, raw in enumerate(handle, start=1):
+                try:
+                    raw.decode(self.encoding)
+                except UnicodeDecodeError as bad:
+                    return CorpusFormatError(
+                        self.path, f"expected {self.encoding} text, found the byte 0x{raw[bad.start]:02x} at byte "
+                                   f"{bad.start + 1} of the line (offset {offset + bad.start} in the file), which is "
+                                   f"not valid {self.encoding} ({bad.reason}); save the file as {self.encoding}",
+                        line_number)
+                offset += len(raw)
+        return CorpusFormatError(self.path, f"expected {self.encoding} text: {error}")
 
     def __repr__(self) -> str:
         return f"CorpusFile({str(self.path)!r}, format={self.format!r})"
@@ -101,16 +120,26 @@ class CorpusFile:
     def _read_table(self) -> Iterator[Document]:
         csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
         dialect = {"delimiter": ","} if self.format == "csv" else {"delimiter": "\t", "quoting": csv.QUOTE_NONE}
+        separator = "comma" if self.format == "csv" else "tab"
         with self.path.open(encoding=self.encoding, newline="") as handle:
-            reader = csv.DictReader(handle, **dialect)
-            missing = {"id", "text"} - set(reader.fieldnames or [])
+            reader = csv.reader(handle, **dialect)
+            header = next(reader, None)
+            missing = {"id", "text"} - set(header or [])
             if missing:
                 raise CorpusError(
                     f"{self.path}: the header row must name columns 'id' and 'text' (and optionally 'title'); "
-                    f"missing {sorted(missing)}, found {reader.fieldnames}"
+                    f"missing {sorted(missing)}, found {header}"
                 )
             for row in reader:
-                yield _document_from_row(row, self._where(reader.line_num))
+                if not row:
+                    continue  # a blank line holds no document
+                if len(row) != len(header):
+                    raise CorpusFormatError(
+                        self.path, f"expected {len(header)} {separator}-separated fields like the header {header}, "
+                                   f"found {len(row)}: " + ("quote a text that holds commas" if separator == "comma"
+                                                             else "tsv is read without quoting, so a text must not "
+                                                                  "hold a tab") + " (or use jsonl)", reader.line_num)
+                yield _document_from_row(dict(zip(header, row)), self._where(reader.line_num))
 
 
 def _format_from_suffix(path: Path) -> str:

@@ -12,7 +12,7 @@ from sentence_transformers import SentenceTransformer
 from st_pooling.index.build import encode_normalized, normalize_rows
 from st_pooling.index.metadata import check_query_model, spec_from_metadata
 from st_pooling.index.spec import apply_search_params
-from st_pooling.index.store import INDEX_FILE, DocumentReader, IndexFolder, read_metadata
+from st_pooling.index.store import DocumentReader, open_current
 
 
 @dataclass(frozen=True)
@@ -47,14 +47,10 @@ class SearchIndex:
     def load(cls, path: str | Path, model: SentenceTransformer | None) -> SearchIndex:
         """Load the live version at ``path``. With ``model``, check it matches the index (fingerprint and
         dimension) and use it to embed queries; with None, only ``search_vectors`` is available."""
-        folder = IndexFolder(path)
-        version = folder.require_current()
-        metadata = read_metadata(version)
-        spec_from_metadata(metadata)
+        current = open_current(path)  # a missing, truncated or corrupt file raises DamagedIndexError
         if model is not None:
-            check_query_model(metadata, model, folder.root)
-        index = faiss.read_index(str(version / INDEX_FILE))
-        return cls(folder.root, metadata, index, DocumentReader(version), model)
+            check_query_model(current.metadata, model, current.root)
+        return cls(current.root, current.metadata, current.index, current.documents, model)
 
     def __len__(self) -> int:
         return int(self.faiss_index.ntotal)
@@ -86,6 +82,9 @@ class SearchIndex:
             raise ValueError("this index was loaded without a model; load it with the model that built it "
                              "to search by text, or use search_vectors")
         texts = [queries] if isinstance(queries, str) else list(queries)
+        for number, text in enumerate(texts, start=1):
+            if not isinstance(text, str) or not text.strip():
+                raise ValueError(f"query {number} is empty ({text!r}); give a query with some text to search for")
         scores, ids = self.search_vectors(encode_normalized(self.model, texts, batch_size), k)
         return [self._hits(row_scores, row_ids) for row_scores, row_ids in zip(scores, ids)]
 

@@ -11,6 +11,7 @@ Defaults (see docs/indexing.md for the measurements behind them):
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field
 
 import faiss
@@ -68,11 +69,19 @@ class IndexSpec:
 
 def apply_search_params(index: faiss.Index, spec: IndexSpec, **overrides: int) -> None:
     """Set the search-time knobs (efSearch for HNSW, nprobe for IVF) stored in ``spec`` or given."""
+    check_positive(overrides)
     inner = faiss.downcast_index(faiss.downcast_index(index).index)
     if spec.kind == "hnsw":
         inner.hnsw.efSearch = int(overrides.get("ef_search") or spec.params["ef_search"])
     elif spec.kind == "ivf":
         inner.nprobe = int(overrides.get("nprobe") or spec.params["nprobe"])
+
+
+def check_positive(params: dict) -> None:
+    """Raise ValueError naming the first index parameter given that is not a positive integer (None is unset)."""
+    for name, value in params.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1):
+            raise ValueError(f"index parameter {name} must be a positive integer, got {value!r}")
 
 
 def choose_index_spec(count: int, dimension: int, index_type: str = "auto", pq: bool = False,
@@ -81,6 +90,7 @@ def choose_index_spec(count: int, dimension: int, index_type: str = "auto", pq: 
     keyword ``params`` (M, ef_construction, ef_search, nlist, nprobe, pq_m) override the defaults."""
     if index_type not in ("auto", *INDEX_TYPES):
         raise ValueError(f"unknown index type {index_type!r}; use auto, {', '.join(INDEX_TYPES)}")
+    check_positive(params)
     chosen_by = "user"
     if index_type == "auto":
         index_type = "flat" if count < FLAT_BELOW else "hnsw" if count < IVF_FROM else "ivf"
