@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from sentence_transformers import SentenceTransformer
@@ -76,9 +77,20 @@ def build_transformer(base: str, *, output_hidden_states: bool = False, max_seq_
         raise ValueError(f"{base!r} is an encoder: its attention is bidirectional, attention_mode={attention_mode!r} "
                          "applies to decoder (GPT-family) models only")
     transformer = Transformer(path, config_kwargs=config_kwargs)
-    transformer.max_seq_length = min(max_seq_length or DEFAULT_MAX_SEQ_LENGTH,
-                                     transformer.max_seq_length or DEFAULT_MAX_SEQ_LENGTH)
+    own_limit = saved_max_seq_length(path) or min(DEFAULT_MAX_SEQ_LENGTH,
+                                                  transformer.max_seq_length or DEFAULT_MAX_SEQ_LENGTH)
+    transformer.max_seq_length = max_seq_length or own_limit
     return transformer
+
+
+def saved_max_seq_length(path: str) -> int | None:
+    """The max_seq_length a sentence-transformers base folder was saved with (its sentence_bert_config.json), or None.
+    The base was trained and is evaluated at that length (all-MiniLM-L6-v2: 256, though its tokenizer allows 512)."""
+    config = Path(path) / "sentence_bert_config.json"
+    if not config.is_file():
+        return None
+    value = json.loads(config.read_text(encoding="utf-8")).get("max_seq_length")
+    return value if isinstance(value, int) and value > 0 else None
 
 
 def pooling_for(transformer: Transformer, pooling: str | PoolingModule, **options: Any) -> PoolingModule:
@@ -168,7 +180,8 @@ def build_model(base: str = "minilm", pooling: str | PoolingModule = "mean", *, 
             BERT family) or 'smollm2' (SmolLM2-135M-Instruct, Llama family).
         pooling: a registered pooling name (see ``st_pooling.POOLINGS``) or a ready pooling module.
         normalize: append ``Normalize`` so embeddings are unit length (cosine = dot product).
-        max_seq_length: truncate longer texts (default: the model's own limit, at most 512).
+        max_seq_length: truncate longer texts (default: the length a sentence-transformers base was saved with,
+            else its tokenizer's limit, at most 512).
         attention_mode: decoders only, 'causal' (default) or 'bidirectional'.
         append_eos: decoders only: append the EOS token to every text (default: when the pooling reads the last token).
         device: where to put the model (default: sentence-transformers' choice).

@@ -112,3 +112,11 @@ def test_a_damaged_saved_pooling_names_the_file_and_what_to_do(saved_gem, tmp_pa
         SentenceTransformer(str(folder), device="cpu")
     named = weights if "weights" in damage else config_path
     assert str(named) in str(refused.value)
+
+
+def test_build_model_keeps_the_bases_own_max_seq_length(minilm_path):
+    """all-MiniLM-L6-v2 was saved with max_seq_length 256 (its tokenizer allows 512): build_model keeps 256, as
+    SentenceTransformer(path) does, unless told otherwise."""
+    plain = SentenceTransformer(minilm_path, device="cpu")
+    assert st_pooling.build_model("minilm", "gem").max_seq_length == plain.max_seq_length == 256
+    assert st_pooling.build_model("minilm", "gem", max_seq_length=64).max_seq_length == 64
