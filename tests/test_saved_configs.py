@@ -85,6 +85,7 @@ def test_configs_carry_a_format_and_old_ones_still_load(saved_gem, tmp_path):
 
 @pytest.mark.parametrize("damage, message", [
     ("unknown key", "unknown option"),
+    ("missing key", "needs embedding_dimension"),
     ("misread value", "expected true/false"),
     ("missing config", "is missing"),
     ("broken json", "is not valid JSON"),
@@ -98,6 +99,8 @@ def test_a_damaged_saved_pooling_names_the_file_and_what_to_do(saved_gem, tmp_pa
     config = json.loads(config_path.read_text())
     if damage == "unknown key":
         config_path.write_text(json.dumps({**config, "foo": 1}))
+    elif damage == "missing key":
+        config_path.write_text(json.dumps({k: v for k, v in config.items() if k != "embedding_dimension"}))
     elif damage == "misread value":
         config_path.write_text(json.dumps({**config, "exclude_first_token": "off"}))
     elif damage == "missing config":

@@ -12,7 +12,7 @@ from sentence_transformers.base.modules.module import Module
 from torch import Tensor, nn
 
 from st_pooling import functional as F
-from st_pooling.modules.options import checked_options
+from st_pooling.modules.options import check_required, checked_options
 
 CONFIG_FORMAT_KEY = "st_pooling_config_format"
 CONFIG_FORMAT = 1
@@ -163,7 +163,9 @@ class PoolingModule(Module):
             config = cls.load_config(model_name_or_path, **hub_kwargs)
         except ValueError as error:  # json's decode errors are ValueErrors
             raise ValueError(f"{config_path} is not valid JSON ({error}): save the model again") from None
-        module = cls(**checked_options(cls, options_of_format(config, config_path), config_path))
+        options = checked_options(cls, options_of_format(config, config_path), config_path)
+        check_required(cls, options, config_path)
+        module = cls(**options)
         if module.learnable:
             weights = os.path.join(folder, "model.safetensors")
             try:

@@ -45,6 +45,17 @@ def checked_options(cls: type, options: Mapping[str, Any], source: str) -> dict[
     return {name: _converted(value, types[name], name, cls, source) for name, value in options.items()}
 
 
+def check_required(cls: type, options: Mapping[str, Any], source: str) -> None:
+    """Refuse options that leave out one ``cls`` cannot be built without (a saved config.json with a key deleted)."""
+    required = [name for name, parameter in inspect.signature(cls.__init__).parameters.items()
+                if name != "self" and parameter.default is inspect.Parameter.empty
+                and parameter.kind is not inspect.Parameter.VAR_KEYWORD]
+    missing = [name for name in required if name not in options]
+    if missing:
+        raise PoolingOptionError(f"{source}: {cls.__name__} needs {', '.join(missing)}, which it does not give; "
+                                 "save the model again or restore the file")
+
+
 def _converted(value: Any, declared: Any, name: str, cls: type, source: str) -> Any:
     allowed = [t for t in typing.get_args(declared) if t is not type(None)] if _is_optional(declared) else [declared]
     if _is_optional(declared) and (value is None or (isinstance(value, str) and value.lower() in NONE_WORDS)):
