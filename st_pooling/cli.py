@@ -14,6 +14,7 @@ from st_pooling.cli_args import positive_int
 from st_pooling.index.cli import add_index_commands
 from st_pooling.search.cli import add_search_command
 from st_pooling.training.cli import add_train_command
+from st_pooling.tuning.cli import add_tune_command
 
 DEFAULT_POOLINGS = ["mean", "max", "cls", "last_token", "weighted_mean", "gem"]
 
@@ -133,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_index_commands(subparsers)
     add_train_command(subparsers)
     add_search_command(subparsers)
+    add_tune_command(subparsers)
     return parser
 
 
