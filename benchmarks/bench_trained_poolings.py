@@ -27,15 +27,14 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 warnings.filterwarnings("ignore", category=UserWarning)  # sklearn's ill-defined precision on small subsets
 
-import mteb  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from sentence_transformers.sentence_transformer.modules import Pooling  # noqa: E402
 
 from st_pooling import build_model  # noqa: E402
 from st_pooling.data import shared_data_dir  # noqa: E402
-from st_pooling.evaluation.compare import item_scores_for, model_meta, run_task  # noqa: E402
-from st_pooling.evaluation.runner import PoolingEncoder, SharedForwardEmbedder  # noqa: E402
+from st_pooling.evaluation.compare import score_tasks  # noqa: E402
+from st_pooling.evaluation.runner import SharedForwardEmbedder  # noqa: E402
 from st_pooling.evaluation.report import format_comparison_table  # noqa: E402
 from st_pooling.evaluation.stats import paired_bootstrap  # noqa: E402
 from st_pooling.evaluation.tasks import get_task  # noqa: E402
@@ -87,21 +86,11 @@ def evaluate(heads: dict, args: argparse.Namespace, folder: Path) -> dict:
 def evaluate_embedder(embedder: SharedForwardEmbedder, base: str, task_names: list[str], max_items: int | None,
                       folder: Path, batch_size: int = 64) -> dict:
     """Every pooling of ``embedder`` on every task through mteb, plus per-item scores for the bootstrap."""
-    cache = mteb.ResultCache(cache_path=folder / "mteb")
-    dim = embedder.transformer.get_embedding_dimension()
-    base_parameters = sum(p.numel() for p in embedder.transformer.parameters())
-    scores = {label: {} for label in embedder.labels}
-    items, types = {}, {}
+    tasks = [get_task(name, max_items=max_items) for name in task_names]
+    comparison, items = score_tasks(embedder, base, tasks, folder, reference=embedder.labels[0],
+                                    batch_size=batch_size, show_progress_bar=False)
+    scores, types = comparison.scores, comparison.task_types
     for name in task_names:
-        task = get_task(name, max_items=max_items)
-        types[name] = task.metadata.type
-        items[name] = {}
-        for label, module in embedder.poolings.items():
-            meta = model_meta(base, label, dim, base_parameters + sum(p.numel() for p in module.parameters()))
-            run = run_task(PoolingEncoder(embedder, label, meta), task, cache, folder / "predictions" / label,
-                           batch_size=batch_size)
-            scores[label][name] = run.score
-            items[name][label] = item_scores_for(run, embedder, label)
         print(f"evaluated {name}: " + ", ".join(f"{k} {v[name]:.4f}" for k, v in scores.items()), flush=True)
     return {"scores": scores, "items": items, "types": types, "forward_texts": embedder.forward_texts}
 

@@ -196,6 +196,36 @@ def against_reference(per_item: dict[str, ItemScores | None], reference: str, *,
     return corrected(results, correction)
 
 
+def score_tasks(embedder: SharedForwardEmbedder, base: str, tasks: Sequence[AbsTask], output_dir: str | Path, *,
+                reference: str, correction: str = "holm", batch_size: int = 32, show_progress_bar: bool = True
+                ) -> tuple[Comparison, dict[str, dict[str, ItemScores | None]]]:
+    """Every pooling of ``embedder`` on every task through mteb (results under ``output_dir/mteb``, predictions under
+    ``output_dir/predictions``): a :class:`Comparison` holding the main scores (no statistics yet) and the per-item
+    scores behind them, task -> pooling label -> ItemScores (None where they cannot be had)."""
+    output_dir = Path(output_dir)
+    labels = list(embedder.poolings)
+    cache = mteb.ResultCache(cache_path=output_dir / "mteb")
+    dim = embedder.transformer.get_embedding_dimension()
+    base_parameters = sum(p.numel() for p in embedder.transformer.parameters())
+    comparison = Comparison(base=base, labels=labels, reference=reference, scores={label: {} for label in labels},
+                            task_types={}, main_metrics={}, results_dir=output_dir / "mteb", correction=correction)
+    items: dict[str, dict[str, ItemScores | None]] = {}
+    for task in tasks:
+        name = task.metadata.name
+        comparison.task_types[name] = task.metadata.type
+        comparison.main_metrics[name] = task.metadata.main_score
+        items[name] = {}
+        for label, pooling in embedder.poolings.items():
+            meta = model_meta(base, label, dim, base_parameters + sum(p.numel() for p in pooling.parameters()))
+            run = run_task(PoolingEncoder(embedder, label, meta), task, cache,
+                           output_dir / "predictions" / safe_name(label), batch_size=batch_size,
+                           show_progress_bar=show_progress_bar)
+            comparison.scores[label][name] = run.score
+            items[name][label] = item_scores_for(run, embedder, label)
+    comparison.forward_texts = embedder.forward_texts
+    return comparison, items
+
+
 def compare_poolings(base: str, specs: Sequence[PoolingSpec], tasks: Sequence[AbsTask], output_dir: str | Path, *,
                      reference: str | None = None, batch_size: int = 32, max_seq_length: int | None = None,
                      attention_mode: str | None = None, n_resamples: int = 1000, seed: int = 0,
@@ -229,24 +259,9 @@ def compare_poolings(base: str, specs: Sequence[PoolingSpec], tasks: Sequence[Ab
     poolings = {spec.label: pooling_for(transformer, spec.pooling, **dict(spec.options)) for spec in specs}
     embedder = SharedForwardEmbedder(transformer, poolings, batch_size=batch_size,
                                      show_progress_bar=show_progress_bar, device=device)
-    base_parameters = sum(p.numel() for p in transformer.parameters())
-    output_dir = Path(output_dir)
-    cache = mteb.ResultCache(cache_path=output_dir / "mteb")
-    dim = transformer.get_embedding_dimension()
-    comparison = Comparison(base=base, labels=labels, reference=reference, scores={label: {} for label in labels},
-                            task_types={}, main_metrics={}, results_dir=output_dir / "mteb", correction=correction)
-    for task in tasks:
-        name = task.metadata.name
-        comparison.task_types[name] = task.metadata.type
-        comparison.main_metrics[name] = task.metadata.main_score
-        per_item: dict[str, ItemScores | None] = {}
-        for label in labels:
-            meta = model_meta(base, label, dim, base_parameters + poolings[label].num_parameters())
-            run = run_task(PoolingEncoder(embedder, label, meta), task, cache,
-                           output_dir / "predictions" / safe_name(label), batch_size=batch_size,
-                           show_progress_bar=show_progress_bar)
-            comparison.scores[label][name] = run.score
-            per_item[label] = item_scores_for(run, embedder, label)
+    comparison, items = score_tasks(embedder, base, tasks, output_dir, reference=reference, correction=correction,
+                                    batch_size=batch_size, show_progress_bar=show_progress_bar)
+    for name, per_item in items.items():
         for label, result in against_reference(per_item, reference, n_resamples=n_resamples, seed=seed,
                                                correction=correction).items():
             comparison.bootstrap.setdefault(label, {})[name] = result
@@ -257,5 +272,4 @@ def compare_poolings(base: str, specs: Sequence[PoolingSpec], tasks: Sequence[Ab
         for label, result in adjusted.items():
             wilcoxon[label][task_type] = result
     comparison.wilcoxon = wilcoxon
-    comparison.forward_texts = embedder.forward_texts
     return comparison

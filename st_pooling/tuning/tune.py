@@ -20,12 +20,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import mteb
 import numpy as np
 
 from st_pooling.atomic import owned_output
-from st_pooling.evaluation.compare import Comparison, item_scores_for, model_meta, run_task, safe_name
-from st_pooling.evaluation.runner import PoolingEncoder, SharedForwardEmbedder
+from st_pooling.evaluation.compare import Comparison, score_tasks
+from st_pooling.evaluation.runner import SharedForwardEmbedder
 from st_pooling.evaluation.stats import BootstrapResult, corrected, paired_bootstrap, wilcoxon_by_task_type
 from st_pooling.models import is_decoder_model, native_pooling_of, pooling_for, resolve_base
 from st_pooling.search.space import space_from_options
@@ -68,31 +67,14 @@ def evaluate_on_tests(model, base: str, native: str, label: str, tasks, output: 
     poolings = {native: pooling_for(transformer, native), label: head}
     embedder = SharedForwardEmbedder(transformer, poolings, batch_size=batch_size,
                                      show_progress_bar=show_progress_bar, device=device)
-    cache = mteb.ResultCache(cache_path=output / "mteb")
-    dim = transformer.get_embedding_dimension()
-    base_parameters = sum(p.numel() for p in transformer.parameters())
-    comparison = Comparison(base=base, labels=[native, label],
-                            reference=native, scores={native: {}, label: {}}, task_types={}, main_metrics={},
-                            results_dir=output / "mteb", correction="holm")
-    raw: dict[str, BootstrapResult] = {}
-    for task in tasks:
-        name = task.metadata.name
-        comparison.task_types[name] = task.metadata.type
-        comparison.main_metrics[name] = task.metadata.main_score
-        per_item = {}
-        for which in (native, label):
-            meta = model_meta(comparison.base, which, dim, base_parameters + poolings[which].num_parameters())
-            run = run_task(PoolingEncoder(embedder, which, meta), task, cache,
-                           output / "predictions" / safe_name(which), batch_size=batch_size,
-                           show_progress_bar=show_progress_bar)
-            comparison.scores[which][name] = run.score
-            per_item[which] = item_scores_for(run, embedder, which)
-        if per_item[native] is not None and per_item[label] is not None:
-            raw[name] = paired_bootstrap(per_item[label], per_item[native], n_resamples=n_resamples, seed=seed)
+    comparison, items = score_tasks(embedder, base, tasks, output, reference=native, batch_size=batch_size,
+                                    show_progress_bar=show_progress_bar)
+    raw: dict[str, BootstrapResult] = {
+        name: paired_bootstrap(per_item[label], per_item[native], n_resamples=n_resamples, seed=seed)
+        for name, per_item in items.items() if per_item[native] is not None and per_item[label] is not None}
     comparison.bootstrap = {label: corrected(raw, "holm")}  # one family: the tuned head on every test task
     comparison.wilcoxon = {label: wilcoxon_by_task_type(comparison.scores[label], comparison.scores[native],
                                                         comparison.task_types)}
-    comparison.forward_texts = embedder.forward_texts
     return comparison
 
 
