@@ -149,7 +149,7 @@ def test_meta_refuses_bad_input_with_a_reason(saved_model, tmp_path):
 
 
 def test_export_layout_equals_what_result_cache_writes(meta, saved_model, mteb_cache, tmp_path):
-    exported = export_results(saved_model[0], mteb_cache, tmp_path, NAME, REVISION,
+    exported = export_results(saved_model[0], mteb_cache, tmp_path, NAME, REVISION, leaderboard=False,
                               license="apache-2.0", languages=["eng-Latn"], release_date=meta.release_date)
     assert exported == tmp_path / "results" / "st-pooling-test__minilm-weighted-layers" / REVISION
     written_by_mteb = mteb_cache / "results" / "st-pooling-test__minilm-weighted-layers" / REVISION
@@ -169,7 +169,7 @@ def test_export_layout_equals_what_result_cache_writes(meta, saved_model, mteb_c
 
 
 def test_result_cache_reads_the_export_back(saved_model, mteb_cache, tmp_path):
-    export_results(saved_model[0], mteb_cache, tmp_path, NAME, REVISION, license="apache-2.0")
+    export_results(saved_model[0], mteb_cache, tmp_path, NAME, REVISION, license="apache-2.0", leaderboard=False)
     cache = mteb.ResultCache(cache_path=tmp_path)
     assert cache.get_models() == [("st-pooling-test__minilm-weighted-layers", REVISION)]
     results = cache.load_results(models=[NAME], require_model_meta=True, include_remote=False)
@@ -191,8 +191,10 @@ def test_export_renames_results_of_an_unnamed_model_run(saved_model, minilm_path
         SentenceTransformer(minilm_path, device="cpu"), MockSTSTask(),
         cache=mteb.ResultCache(cache_path=cache_path), show_progress_bar=False,
     )
-    from_cache = export_results(minilm_path, cache_path, tmp_path / "a", "st-pooling-test/minilm-mean")
-    from_objects = export_results(minilm_path, model_result, tmp_path / "b", "st-pooling-test/minilm-mean")
+    from_cache = export_results(minilm_path, cache_path, tmp_path / "a", "st-pooling-test/minilm-mean",
+                                leaderboard=False)
+    from_objects = export_results(minilm_path, model_result, tmp_path / "b", "st-pooling-test/minilm-mean",
+                                  leaderboard=False)
     for folder in (from_cache, from_objects):
         exported_score = TaskResult.from_disk(folder / "MockSTSTask.json").get_score()
         assert exported_score == pytest.approx(model_result.task_results[0].get_score(), abs=1e-12)
@@ -202,24 +204,26 @@ def test_export_renames_results_of_an_unnamed_model_run(saved_model, minilm_path
 
 def test_export_never_leaves_a_half_written_or_silently_replaced_folder(saved_model, mteb_cache, tmp_path):
     folder, _ = saved_model
-    exported = export_results(folder, mteb_cache, tmp_path, NAME, license="apache-2.0")
+    exported = export_results(folder, mteb_cache, tmp_path, NAME, REVISION, license="apache-2.0", leaderboard=False)
     marker = exported / "MockSTSTask.json"
     before = marker.read_text()
     with pytest.raises(FileExistsError, match="overwrite=True"):
-        export_results(folder, mteb_cache, tmp_path, NAME, license="apache-2.0")
+        export_results(folder, mteb_cache, tmp_path, NAME, REVISION, license="apache-2.0", leaderboard=False)
     assert marker.read_text() == before
 
     broken_results = tmp_path / "broken"
     broken_results.mkdir()
     (broken_results / "MockSTSTask.json").write_text("{ not json")
     with pytest.raises(ValueError):
-        export_results(folder, broken_results, tmp_path, NAME, license="apache-2.0", overwrite=True)
+        export_results(folder, broken_results, tmp_path, NAME, REVISION, license="apache-2.0", leaderboard=False,
+                       overwrite=True)
     assert marker.read_text() == before  # the previous export is intact
 
     only_sts = tmp_path / "only-sts"
     only_sts.mkdir()
     (only_sts / "MockSTSTask.json").write_text(before)
-    replaced = export_results(folder, only_sts, tmp_path, NAME, license="apache-2.0", overwrite=True,
+    replaced = export_results(folder, only_sts, tmp_path, NAME, REVISION, license="apache-2.0", leaderboard=False,
+                              overwrite=True,
                               verify_source=False)  # a bare folder records no model: the caller vouches for it
     assert sorted(p.name for p in replaced.iterdir()) == ["MockSTSTask.json", "model_meta.json", "run_settings.jsonl"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".st-pooling-export-")]
@@ -227,12 +231,13 @@ def test_export_never_leaves_a_half_written_or_silently_replaced_folder(saved_mo
 
 def test_export_refuses_ambiguous_or_empty_sources(saved_model, mteb_cache, tmp_path):
     folder, _ = saved_model
+    local = {"license": "apache-2.0", "leaderboard": False}
     with pytest.raises(ValueError, match="not a results cache"):
-        export_results(folder, tmp_path, tmp_path / "out", NAME, license="apache-2.0")
+        export_results(folder, tmp_path, tmp_path / "out", NAME, **local)
     with pytest.raises(ValueError, match="exactly one model revision"):
-        export_results(folder, mteb_cache, tmp_path / "out", NAME, license="apache-2.0", source_revision="other")
+        export_results(folder, mteb_cache, tmp_path / "out", NAME, source_revision="other", **local)
     with pytest.raises(ValueError, match="nothing to export"):
-        export_results(folder, [], tmp_path / "out", NAME, license="apache-2.0")
+        export_results(folder, [], tmp_path / "out", NAME, **local)
 
 
 def test_st_pooling_head_exports_and_reloads_through_the_meta_loader(tmp_path):
@@ -257,14 +262,20 @@ def test_export_command_writes_the_results_layout(saved_model, mteb_cache, tmp_p
     from st_pooling.cli import main
 
     code = main(["export", "--model", str(saved_model[0]), "--results", str(mteb_cache), "--name", "org/exported",
-                 "--revision", "v1", "--license", "apache-2.0", "--output", str(tmp_path)])
+                 "--revision", "v1", "--license", "apache-2.0", "--output", str(tmp_path), "--local",
+                 "--languages", "eng-Latn", "deu-Latn", "--adapted-from", "sentence-transformers/all-MiniLM-L6-v2",
+                 "--reference", "https://example.org/model", "--training-datasets", "STSBenchmark"])
     assert code == 0
     folder = tmp_path / "results" / "org__exported" / "v1"
     assert {p.name for p in folder.iterdir()} >= {"model_meta.json", "MockSTSTask.json",
                                                   "MockClassificationTask.json"}
-    assert json.loads((folder / "model_meta.json").read_text())["name"] == "org/exported"
+    written = json.loads((folder / "model_meta.json").read_text())
+    assert written["name"] == "org/exported"
+    assert written["languages"] == ["eng-Latn", "deu-Latn"]
+    assert written["adapted_from"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert written["reference"] == "https://example.org/model" and written["training_datasets"] == ["STSBenchmark"]
     assert main(["export", "--model", str(saved_model[0]), "--results", str(mteb_cache), "--name", "org/exported",
-                 "--revision", "v1", "--license", "apache-2.0", "--output", str(tmp_path)]) == 2  # no overwrite
+                 "--revision", "v1", "--license", "apache-2.0", "--output", str(tmp_path), "--local"]) == 2
     assert "overwrite" in capsys.readouterr().err
 
 
@@ -272,13 +283,13 @@ def test_export_refuses_another_models_results_and_unrecorded_ones(saved_model, 
     """Issue 15: exporting --model A with --results of B succeeded; a bare folder of results says nothing of its
     model."""
     with pytest.raises(ValueError, match=r"produced by another model .*n_parameters"):
-        export_results(minilm_path, mteb_cache, tmp_path, NAME, license="apache-2.0")  # mteb_cache holds the head's
+        export_results(minilm_path, mteb_cache, tmp_path, NAME, license="apache-2.0", leaderboard=False)  # the head's
     bare = tmp_path / "bare"
     bare.mkdir()
     source = next(p for p in mteb_cache.rglob("*.json") if p.name != "model_meta.json")
     (bare / source.name).write_text(source.read_text())
     with pytest.raises(ValueError, match="does not record which model produced its results"):
-        export_results(saved_model[0], bare, tmp_path, NAME, license="apache-2.0")
+        export_results(saved_model[0], bare, tmp_path, NAME, license="apache-2.0", leaderboard=False)
     assert not (tmp_path / "results").exists()
 
 
@@ -294,4 +305,150 @@ def test_export_names_a_file_that_is_not_a_task_result(saved_model, tmp_path):
     folder.mkdir()
     (folder / "notes.json").write_text('{"hello": "world"}')
     with pytest.raises(ValueError, match=r"notes\.json is not an mteb task result"):
-        export_results(saved_model[0], folder, tmp_path / "out", NAME, license="apache-2.0", verify_source=False)
+        export_results(saved_model[0], folder, tmp_path / "out", NAME, license="apache-2.0", verify_source=False,
+                       leaderboard=False)
+
+
+# ----------------------------------------------------------------------------- leaderboard submission (issue 16)
+
+
+def _sts_benchmark_from_local_files(data_dir: Path):
+    """mteb's own STSBenchmark task (metadata, evaluator, scores, data revision), its test split read from the local
+    copy of the STS Benchmark files (the same 1,379 pairs) instead of the Hub, so the test runs offline."""
+    from datasets import Dataset, DatasetDict
+    from mteb.tasks.sts.eng.sts_benchmark_sts import STSBenchmarkSTS
+
+    from st_pooling.data.sts_loaders import load_stsbenchmark
+
+    class STSBenchmarkFromLocalFiles(STSBenchmarkSTS):
+        def load_data(self, num_proc=None, **kwargs) -> None:
+            if self.data_loaded:
+                return
+            data = load_stsbenchmark(data_dir / "stsbenchmark", split="test")
+            pairs = {"sentence1": list(data.sentences1), "sentence2": list(data.sentences2),
+                     "score": list(data.scores)}
+            self.dataset = DatasetDict({"test": Dataset.from_dict(pairs)})
+            self.data_loaded = True
+
+    return STSBenchmarkFromLocalFiles()
+
+
+def _as_hub_cache(folder: Path, name: str, revision: str, cache: Path) -> Path:
+    """The saved folder laid out as huggingface_hub's cache holds a downloaded commit (models--org--name/snapshots/
+    <commit>/), so loading by Hub name and revision works offline, as it would after a download."""
+    import shutil
+
+    repo = cache / ("models--" + name.replace("/", "--"))
+    shutil.copytree(folder, repo / "snapshots" / revision)
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(revision)
+    return cache
+
+
+@pytest.fixture(scope="module")
+def submission(tmp_path_factory, data_dir):
+    """An st-pooling model (packaged MiniLM + GeM) evaluated by mteb on its real STSBenchmark task, exported for
+    the leaderboard with a content-hash revision."""
+    from st_pooling import build_model
+    from st_pooling.publish.card import write_model_card
+
+    root = tmp_path_factory.mktemp("submission")
+    model = build_model("minilm", "gem", device="cpu", max_seq_length=128)
+    folder = root / "minilm-gem"
+    model.save(str(folder))
+    write_model_card(folder, model, model_id=SUBMITTED)
+    meta = model_meta_for(folder, SUBMITTED, "0" * 40)  # any revision: the run is re-labelled by the export
+    mteb.evaluate(meta, _sts_benchmark_from_local_files(data_dir), cache=mteb.ResultCache(cache_path=root / "cache"),
+                  show_progress_bar=False)
+    exported = export_results(folder, root / "cache", root / "export", SUBMITTED, revision_from_content=True)
+    return folder, model, exported, root
+
+
+SUBMITTED = "st-pooling-test/minilm-gem"
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_leaderboard_export_passes_the_results_repository_rules(submission):
+    from st_pooling.publish.revision import content_revision
+    from st_pooling.publish.submission import check_submission
+
+    folder, _, exported, root = submission
+    revision = content_revision(folder)
+    assert exported == root / "export" / "results" / "st-pooling-test__minilm-gem" / revision
+    assert len(revision) == 40 and check_submission(exported) == []
+    meta = json.loads((exported / "model_meta.json").read_text())
+    assert (meta["name"], meta["revision"], meta["loader"]) == (SUBMITTED, revision, "load_st_pooling_model")
+    assert meta["languages"] == ["eng-Latn"] and meta["license"] == "apache-2.0"  # from the card st-pooling wrote
+    assert meta["adapted_from"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert meta["reference"] == f"https://huggingface.co/{SUBMITTED}"
+    assert "MSMARCO" in meta["training_datasets"]  # the base's, from mteb's registry
+    # mteb reads the real task's results back, validated against the task's splits and subsets
+    loaded = mteb.ResultCache(cache_path=root / "export").load_results(
+        models=[SUBMITTED], require_model_meta=True, include_remote=False, validate_and_filter=True)
+    (result,) = loaded.model_results[0].task_results
+    original = TaskResult.from_disk(next((root / "cache").rglob("STSBenchmark.json")))
+    assert result.task_name == "STSBenchmark" and result.get_score() == pytest.approx(original.get_score())
+    assert 0.5 < result.get_score() < 1
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_generated_model_meta_imports_and_loads_through_mteb(submission, tmp_path):
+    """The ModelMeta file for the pull request to mteb: imported as mteb imports its model implementations (every
+    ModelMeta of the module), it matches model_meta.json, and ModelMeta.load_model() rebuilds the model from the Hub
+    name and revision (here from huggingface_hub's cache, offline)."""
+    import importlib.util
+
+    folder, model, exported, root = submission
+    (implementation,) = (root / "export" / "mteb_model_implementation").glob("*.py")
+    spec = importlib.util.spec_from_file_location("st_pooling_test_implementation", implementation)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    (meta,) = [value for value in vars(module).values() if isinstance(value, ModelMeta)]
+    written = json.loads((exported / "model_meta.json").read_text())
+    for field, value in meta.to_dict().items():
+        if field not in ("loader_kwargs", "experiment_kwargs"):
+            assert value == written[field] or (field == "training_datasets" and sorted(value) == sorted(
+                written[field])), field
+    cache = _as_hub_cache(folder, SUBMITTED, meta.revision, tmp_path / "hub")
+    rebuilt = meta.load_model(cache_folder=str(cache))
+    np.testing.assert_allclose(rebuilt.model.encode(TEXTS, convert_to_numpy=True),
+                               model.encode(TEXTS, convert_to_numpy=True), rtol=0, atol=1e-6)
+
+
+def test_leaderboard_export_refuses_local_tasks_and_names_them(saved_model, mteb_cache, tmp_path):
+    with pytest.raises(ValueError, match=r"mteb does not know.*MockClassificationTask, MockSTSTask.*local report"):
+        export_results(saved_model[0], mteb_cache, tmp_path, NAME, license="apache-2.0", revision_from_content=True)
+    assert not (tmp_path / "results").exists()
+
+
+def test_leaderboard_revision_must_be_a_commit_id(saved_model, mteb_cache, tmp_path):
+    with pytest.raises(ValueError, match="not a commit id.*revision-from-content"):
+        export_results(saved_model[0], mteb_cache, tmp_path, NAME, "st-pooling", license="apache-2.0")
+    with pytest.raises(ValueError, match=r"cannot read the Hub repository.*hf upload " + NAME):  # offline here
+        export_results(saved_model[0], mteb_cache, tmp_path, NAME, license="apache-2.0")
+
+
+def test_content_revision_follows_the_weights_not_the_card(tmp_path, minilm_path):
+    import shutil
+
+    from st_pooling.publish.revision import content_revision, is_commit_id
+
+    folder = tmp_path / "copy"
+    shutil.copytree(minilm_path, folder)
+    first = content_revision(folder)
+    assert is_commit_id(first) and content_revision(folder) == first
+    (folder / "README.md").write_text("a new card")
+    assert content_revision(folder) == first
+    (folder / "config_sentence_transformers.json").write_text("{}")
+    assert content_revision(folder) != first
+
+
+def test_check_submission_names_what_the_results_repository_rejects(saved_model, mteb_cache, tmp_path):
+    from st_pooling.publish.submission import check_submission
+
+    exported = export_results(saved_model[0], mteb_cache, tmp_path, NAME, REVISION, license="apache-2.0",
+                              leaderboard=False)
+    problems = " | ".join(check_submission(exported))
+    assert "revision 'st-pooling' is not a commit id" in problems

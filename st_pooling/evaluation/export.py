@@ -12,6 +12,12 @@ revision::
 :func:`export_results` writes the folder, using ``ResultCache.save_to_cache`` itself so
 the layout and file contents are mteb's, into a staging folder that is renamed into place
 only when complete.
+
+A leaderboard export (the default) is what the MTEB results repository accepts: the revision is a commit id (the Hub
+commit holding the saved files, or a content hash the user opts into, see :mod:`st_pooling.publish.revision`), every
+task is one mteb knows with all its evaluation splits (local tasks stay in the local report), the folder passes
+:func:`st_pooling.publish.submission.check_submission`, and ``mteb_model_implementation/<model>.py`` holds the
+``ModelMeta`` to add to mteb by pull request. ``leaderboard=False`` writes a local results folder of any tasks.
 """
 
 from __future__ import annotations
@@ -105,6 +111,36 @@ def _input_embedding_parameters(model: SentenceTransformer) -> int | None:
             if embeddings is not None and hasattr(embeddings, "weight"):
                 return int(embeddings.weight.numel())
     return None
+
+
+TRAINING_SOURCE_TASKS = {"stsb": "STSBenchmark", "sick": "SICK-R", "sick-nli": "SICK-R"}
+"""st-pooling training sources (``st_pooling_training.json``) -> the mteb task built from the same data set."""
+
+
+def training_datasets_of(folder: Path, adapted_from: str | None) -> set[str] | None:
+    """The mteb tasks whose data the saved model and its base were trained on: its st-pooling training source (if
+    any) and the base's training datasets in mteb's registry. None (unknown) when the base is not in the registry or
+    the training source has no known mteb task: then pass ``training_datasets`` explicitly."""
+    from st_pooling.publish.card import training_summary
+
+    datasets: set[str] = set()
+    summary = training_summary(folder)
+    if summary is not None:
+        source = str((summary.get("train") or {}).get("source") or "")
+        task = next((task for prefix, task in sorted(TRAINING_SOURCE_TASKS.items(), key=lambda kv: -len(kv[0]))
+                     if source == prefix or source.startswith(prefix + "-")), None)
+        if task is None:
+            return None
+        datasets.add(task)
+    if not adapted_from:
+        return None
+    import mteb
+
+    try:
+        base_datasets = mteb.get_model_meta(adapted_from, fetch_from_hf=False).get_training_datasets()
+    except KeyError:  # not in mteb's registry: its training data are unknown here
+        return None
+    return None if base_datasets is None else datasets | set(base_datasets)
 
 
 def _check_model_name(name: str) -> None:
@@ -219,6 +255,10 @@ def model_meta_for(
         model = SentenceTransformer(str(folder), device="cpu")
 
     card = _model_card_front_matter(folder)
+    if adapted_from is None:
+        adapted_from = card.get("base_model") or model.model_card_data.base_model
+    if training_datasets is None:
+        training_datasets = training_datasets_of(folder, adapted_from)
     if license is None:
         card_license = card.get("license")
         license = str(card_license).lower() if card_license else None  # noqa: A001
@@ -253,7 +293,7 @@ def model_meta_for(
         similarity_fn_name=ScoringFunction(similarity),
         use_instructions=use_instructions,
         training_datasets=training_datasets,
-        adapted_from=adapted_from if adapted_from is not None else model.model_card_data.base_model,
+        adapted_from=adapted_from,
         modalities=["text"],
         model_type=["dense"],
         citation=citation,
@@ -337,13 +377,46 @@ def _collect_task_results(
     )
 
 
+def _check_leaderboard_tasks(task_results: list[TaskResult]) -> None:
+    """Refuse tasks mteb does not know (local tasks: they stay in the local report), results missing an evaluation
+    split or subset of the task, and results computed on another revision of the task's data set."""
+    import mteb
+
+    local, incomplete, other_data = [], [], []
+    for result in task_results:
+        try:
+            task = mteb.get_task(result.task_name)
+        except KeyError:
+            local.append(result.task_name)
+            continue
+        missing = result.get_missing_evaluations(task)
+        if missing:
+            incomplete.append(f"{result.task_name} (missing {missing})")
+        if result.dataset_revision != task.metadata.revision:
+            other_data.append(f"{result.task_name} (data revision {result.dataset_revision}, mteb's "
+                              f"{task.metadata.revision})")
+    if local:
+        raise ValueError(f"tasks that mteb does not know cannot go to the leaderboard: {', '.join(sorted(local))}. "
+                         "They stay in your local report (e.g. compare's results.md); export only mteb tasks' "
+                         "results, or write a local results folder with leaderboard=False (--local)")
+    if incomplete:
+        raise ValueError(f"incomplete results: {'; '.join(incomplete)}: evaluate every split and subset of these "
+                         "tasks (mteb.evaluate with the task as mteb defines it)")
+    if other_data:
+        raise ValueError(f"results on another data revision than mteb's: {'; '.join(other_data)}: evaluate on the "
+                         "task's own data revision")
+
+
 def export_results(
     model_path: str | Path,
     results: str | Path | Any,
     output_dir: str | Path,
     name: str,
-    revision: str = DEFAULT_REVISION,
+    revision: str | None = None,
     *,
+    revision_from_content: bool = False,
+    leaderboard: bool = True,
+    hub_token: str | None = None,
     source_name: str | None = None,
     source_revision: str | None = None,
     overwrite: bool = False,
@@ -360,8 +433,13 @@ def export_results(
             ``source_name``/``source_revision``), a ``ModelResult`` from ``mteb.evaluate``,
             or ``TaskResult`` objects.
         output_dir: root of the export; created if missing.
-        name: "organization/model_name" to publish under.
-        revision: revision folder name.
+        name: "organization/model_name" to publish under (the Hub repository the model is pushed to).
+        revision: a commit id; None: the Hub commit that holds the saved files (a leaderboard export; see
+            :func:`st_pooling.publish.revision.resolve_revision`), for a local export a hash of the saved files.
+        revision_from_content: use a hash of the saved files as the revision (a model not on the Hub).
+        leaderboard: check everything the MTEB results repository checks and write the mteb ModelMeta file
+            (``mteb_model_implementation/<model>.py``); False writes a local results folder (any task, any revision).
+        hub_token: for reading a private Hub repository's commits.
         overwrite: replace an existing export of the same name and revision.
         verify_source: refuse results from a folder whose recorded ModelMeta reports another parameter count or
             embedding dimension than the exported model (or that records none).
@@ -380,11 +458,23 @@ def export_results(
     """
     from mteb import ResultCache
 
+    from st_pooling.publish.revision import resolve_revision
+
+    _check_model_name(name)
+    if not (Path(model_path) / "modules.json").is_file():
+        raise ValueError(f"{model_path} is not a saved SentenceTransformer folder (no modules.json): save the model "
+                         "with model.save(folder) first")
+    revision = resolve_revision(model_path, name, revision, from_content=revision_from_content,
+                                leaderboard=leaderboard, token=hub_token)
+    if leaderboard:
+        meta_fields.setdefault("reference", f"https://huggingface.co/{name}")
     meta = model_meta_for(model_path, name, revision, **meta_fields)
     task_results, source_folder = _collect_task_results(results, source_name, source_revision)
     _check_results_belong_to(meta, source_folder, verify_source)
     if not task_results:
         raise ValueError(f"no task results found in {results!r}: nothing to export")
+    if leaderboard:
+        _check_leaderboard_tasks(task_results)
     task_names = [r.task_name for r in task_results]
     duplicated = sorted({t for t in task_names if task_names.count(t) > 1})
     if duplicated:
@@ -405,7 +495,25 @@ def export_results(
         staged = staging_root / "results" / meta.model_name_as_path() / revision
         if source_folder is not None and (source_folder / _RUN_SETTINGS_FILE).is_file():
             shutil.copy2(source_folder / _RUN_SETTINGS_FILE, staged / _RUN_SETTINGS_FILE)
+        if leaderboard:
+            _check_and_write_implementation(staged, portable_meta, Path(model_path), output_root)
         replace_folder(staged, destination)
     finally:
         shutil.rmtree(staging_root, ignore_errors=True)
     return destination
+
+
+def _check_and_write_implementation(staged: Path, meta: ModelMeta, model_path: Path, output_root: Path) -> Path:
+    """Refuse a staged leaderboard export that the results repository's checks would reject; write the mteb
+    ModelMeta file for the pull request to mteb beside the results."""
+    from st_pooling.publish.card import pooling_modules
+    from st_pooling.publish.submission import check_submission, model_meta_module, module_file_name
+
+    problems = check_submission(staged)
+    if problems:
+        raise ValueError("the export would not pass the MTEB results repository's checks: " + "; ".join(problems))
+    poolings = "+".join(p["name"] for p in pooling_modules(model_path)) or "sentence-transformers"
+    implementation = output_root / "mteb_model_implementation" / module_file_name(meta.name)
+    implementation.parent.mkdir(parents=True, exist_ok=True)
+    implementation.write_text(model_meta_module(meta, poolings), encoding="utf-8")
+    return implementation

@@ -91,7 +91,8 @@ class CrossAttentionBlock(nn.Module):
         q_bias = torch.einsum("hqe,he->hq", q[0], b_k).flatten()  # (heads * q,)
         scores = (context @ q_in_context.T + q_bias) / math.sqrt(head_dim)  # (batch, c, heads * q): one matmul
         weights = scores.masked_fill(~mask[..., None], float("-inf")).softmax(dim=1)  # over the context
-        summary = (weights.transpose(1, 2) @ context).view(len(context), heads, length, dim)  # sum a x per head, q
+        # sum a x per head and query; -1 for the batch: len(context) would be baked into an ONNX graph as a constant
+        summary = (weights.transpose(1, 2) @ context).view(-1, heads, length, dim)
         return (torch.einsum("bhqd,hed->bqhe", summary, w_v) + b_v).flatten(2)  # (batch, q, dim)
 
 
