@@ -81,7 +81,7 @@ def main() -> None:
     print(f"{'pooling':<18}{'params':>10}{'ours s':>10}{'anchor s':>10}{'ratio':>8}{'target':>8}")
     for name in sorted(POOLINGS):
         ours = build_model("minilm", name, device="cpu").eval()
-        anchor_transformer = build_transformer("minilm", output_hidden_states=POOLINGS[name].needs_layers)
+        anchor_transformer = build_transformer("minilm", POOLINGS[name].base_needs_for({}))
         anchor = SentenceTransformer(modules=[anchor_transformer, Pooling(384, pooling_mode="mean")], device="cpu")
         ours_s, anchor_s, ratio = paired_timings(ours, anchor, texts, args.batch_size, args.repeats)
         target = TARGETS["attention" if name in ATTENTION_HEADS else "reduction"]

@@ -39,6 +39,7 @@ from st_pooling.evaluation.report import format_comparison_table  # noqa: E402
 from st_pooling.evaluation.stats import paired_bootstrap  # noqa: E402
 from st_pooling.evaluation.tasks import get_task  # noqa: E402
 from st_pooling.models import build_transformer  # noqa: E402
+from st_pooling.modules.base import BaseNeeds  # noqa: E402
 from st_pooling.training import build_feature_cache, make_loss, stsb_scored_pairs, train_head_on_cache  # noqa: E402
 
 TASKS = ["LocalSTSBenchmark", "LocalSICK", "LocalSST2", "LocalBanking77Classification", "Local20NewsgroupsClustering",
@@ -57,7 +58,7 @@ def train_heads(args: argparse.Namespace, seed: int) -> tuple[dict, dict]:
     for pooling, learning_rate in HEADS.items():
         torch.manual_seed(seed)
         model = build_model("minilm", pooling, max_seq_length=args.max_seq_length, device="cpu")
-        kind = "layer_stack" if pooling == "mltp" else "token_states"
+        kind = model[1].reads
         started = time.perf_counter()
         if kind not in caches:
             caches[kind] = build_feature_cache(model[0], model[1], texts, show_progress_bar=False)
@@ -75,7 +76,7 @@ def train_heads(args: argparse.Namespace, seed: int) -> tuple[dict, dict]:
 
 
 def evaluate(heads: dict, args: argparse.Namespace, folder: Path) -> dict:
-    transformer = build_transformer("minilm", output_hidden_states=True, max_seq_length=args.max_seq_length)
+    transformer = build_transformer("minilm", BaseNeeds(hidden_states=True), max_seq_length=args.max_seq_length)
     dim = transformer.get_embedding_dimension()
     poolings = {f"st-{mode}": Pooling(dim, pooling_mode=mode) for mode in ST_MODES}
     poolings.update({f"trained-{name}": head for name, head in heads.items()})

@@ -12,6 +12,8 @@ import time
 from st_pooling.atomic import owned_output
 from st_pooling.cli_args import positive_int
 from st_pooling.index.cli import add_index_commands
+from st_pooling.publish.cli import add_export_command
+from st_pooling.publish.onnx import add_export_onnx_command
 from st_pooling.search.cli import add_search_command
 from st_pooling.training.cli import add_train_command
 from st_pooling.tuning.cli import add_tune_command
@@ -27,7 +29,8 @@ def add_compare_command(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", default="minilm",
                         help="base model: a folder, a Hub name, or a packaged short name (minilm, smollm2)")
     parser.add_argument("--poolings", nargs="+", default=DEFAULT_POOLINGS, metavar="SPEC",
-                        help="pooling specs, e.g. mean gem gem:initial_p=2 mltp:layer_summary=last_token "
+                        help="pooling specs, e.g. mean gem gem:initial_p=2 mltp:layer_summary=last_token, or folders "
+                             "of saved models (e.g. a head from st-pooling train), evaluated as saved "
                              f"(default: {' '.join(DEFAULT_POOLINGS)})")
     parser.add_argument("--tasks", nargs="+", default=None, metavar="TASK",
                         help="local task names (see `st-pooling list`) or any mteb task name "
@@ -56,13 +59,14 @@ def add_compare_command(subparsers: argparse._SubParsersAction) -> None:
 def run_compare(args: argparse.Namespace) -> int:
     from st_pooling.evaluation.compare import compare_poolings
     from st_pooling.evaluation.report import write_report
-    from st_pooling.evaluation.runner import PoolingSpec
+    from st_pooling.evaluation.runner import ModelEntry, PoolingSpec
     from st_pooling.evaluation.stats import check_bootstrap_settings
     from st_pooling.evaluation.tasks import EMBEDDED_DEFAULT_TASKS, get_tasks
 
     started = time.perf_counter()
     check_bootstrap_settings(args.n_resamples)  # all settings before any folder is touched
-    specs = [PoolingSpec.parse(text) for text in args.poolings]
+    specs = [ModelEntry.load(text) if os.path.isdir(text) or os.sep in text else PoolingSpec.parse(text)
+             for text in args.poolings]
     tasks = get_tasks(args.tasks or EMBEDDED_DEFAULT_TASKS, data_dir=args.data_dir, max_items=args.max_items)
     with owned_output(args.output, "compare", overwrite=args.overwrite) as output:
         comparison = compare_poolings(
@@ -72,36 +76,6 @@ def run_compare(args: argparse.Namespace) -> int:
         written = write_report(comparison, output, command="st-pooling " + shlex.join(args.argv))
     print(written[0].read_text(encoding="utf-8"))
     print(f"wrote {', '.join(str(path) for path in written)} in {time.perf_counter() - started:.0f} s")
-    return 0
-
-
-def add_export_command(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "export", help="write a saved model's MTEB ModelMeta and its results in the MTEB results repository layout",
-        description="Writes <output>/results/<name with / as __>/<revision>/ with model_meta.json and one <Task>.json "
-                    "per task, as mteb's ResultCache does; validated by mteb's own ModelMeta.")
-    parser.add_argument("--model", required=True, help="the saved st-pooling model folder")
-    parser.add_argument("--results", required=True,
-                        help="a folder of <Task>.json files, or an mteb ResultCache folder (e.g. a compare run's mteb/)")
-    parser.add_argument("--name", required=True, help="organization/model_name to publish under")
-    parser.add_argument("--revision", default="st-pooling", help="revision folder name")
-    parser.add_argument("--source-name", default=None, help="which model's results to take from a ResultCache")
-    parser.add_argument("--license", default=None)
-    parser.add_argument("--output", required=True, help="export root folder")
-    parser.add_argument("--overwrite", action="store_true", help="replace an earlier export of this name and revision")
-    parser.add_argument("--unverified-results", action="store_true",
-                        help="export results whose folder does not record the model that produced them")
-    parser.set_defaults(handler=run_export)
-
-
-def run_export(args: argparse.Namespace) -> int:
-    from st_pooling.evaluation.export import export_results
-
-    extra = {"license": args.license} if args.license else {}
-    folder = export_results(args.model, args.results, args.output, args.name, args.revision,
-                            source_name=args.source_name, overwrite=args.overwrite,
-                            verify_source=not args.unverified_results, **extra)
-    print(f"wrote {folder}")
     return 0
 
 
@@ -117,7 +91,7 @@ def run_list(args: argparse.Namespace) -> int:
     print("poolings:")
     for name, cls in POOLINGS.items():
         kind = "learnable" if cls.learnable else "parameter-free"
-        print(f"  {name:<18} {cls.__name__} ({kind}{', all layers' if cls.needs_layers else ''})")
+        print(f"  {name:<18} {cls.__name__} ({kind}{', all layers' if cls.base_needs_for({}).hidden_states else ''})")
     print("local tasks (* = embedded default):")
     for name, task in LOCAL_TASKS.items():
         print(f"  {'*' if name in EMBEDDED_DEFAULT_TASKS else ' '} {name:<34} {task.metadata.type}")
@@ -131,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_compare_command(subparsers)
     add_list_command(subparsers)
     add_export_command(subparsers)
+    add_export_onnx_command(subparsers)
     add_index_commands(subparsers)
     add_train_command(subparsers)
     add_search_command(subparsers)

@@ -11,6 +11,8 @@ Conventions, shared by every function here:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
@@ -144,6 +146,20 @@ def drop_first_token(mask: Tensor) -> Tensor:
     return (mask.bool() & (keep | single)).to(mask.dtype)
 
 
+def drop_leading_tokens(mask: Tensor, count: int) -> Tensor:
+    """A copy of ``mask`` without each row's first ``count`` real tokens (an instruction prompt), any padding side."""
+    return (token_positions(mask) > count).to(mask.dtype)
+
+
+def pad_token_rows(rows: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
+    """Per-text token states ``[(tokens_i, dim), ...]`` -> right-padded ``(batch, max_len, dim)`` states and their
+    ``(batch, max_len)`` mask: the padded layout every pooling reads."""
+    states = torch.nn.utils.rnn.pad_sequence(list(rows), batch_first=True)  # (batch, max_len, dim)
+    lengths = torch.tensor([len(row) for row in rows], device=states.device)
+    mask = (torch.arange(states.shape[1], device=states.device)[None, :] < lengths[:, None]).to(torch.int64)
+    return states, mask
+
+
 def unflatten(flat: Tensor, cu_seq_lens: Tensor) -> tuple[Tensor, Tensor]:
     """Turn the unpadded layout into the padded one.
 
@@ -153,8 +169,4 @@ def unflatten(flat: Tensor, cu_seq_lens: Tensor) -> tuple[Tensor, Tensor]:
     """
     tokens = flat.reshape(-1, flat.shape[-1])  # (total_tokens, dim)
     lengths = (cu_seq_lens[1:] - cu_seq_lens[:-1]).tolist()
-    rows = torch.split(tokens, lengths, dim=0)
-    states = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True)  # (batch, max_len, dim)
-    lengths_t = torch.tensor(lengths, device=flat.device)
-    mask = (torch.arange(states.shape[1], device=flat.device)[None, :] < lengths_t[:, None]).to(torch.int64)
-    return states, mask
+    return pad_token_rows(torch.split(tokens, lengths, dim=0))

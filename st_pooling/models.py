@@ -12,7 +12,7 @@ from sentence_transformers.sentence_transformer.modules import Normalize, Poolin
 from sentence_transformers.util import load_file_path
 
 from st_pooling.modules import POOLINGS, create_pooling, pooling_class
-from st_pooling.modules.base import PoolingModule
+from st_pooling.modules.base import BaseNeeds, PoolingModule
 
 DEFAULT_MAX_SEQ_LENGTH = 512
 DEFAULT_DECODER_MAX_SEQ_LENGTH = 512  # decoders declare 8192 and more; texts here are sentences and documents
@@ -61,16 +61,20 @@ def is_decoder_model(path: str) -> bool:
     return is_decoder(config)
 
 
-def build_transformer(base: str, *, output_hidden_states: bool = False, max_seq_length: int | None = None,
+def build_transformer(base: str, needs: BaseNeeds = BaseNeeds(), *, max_seq_length: int | None = None,
                       attention_mode: str | None = None, append_eos: bool | None = None) -> Transformer:
-    """The Transformer module for ``base``, with the settings a pooling needs (decoders get their own hygiene)."""
+    """The Transformer module for ``base`` with the settings its poolings ``needs`` (the union of their
+    :meth:`~st_pooling.modules.base.PoolingModule.base_needs`): every layer's hidden states, and for a decoder EOS
+    appended to every text when a pooling reads the last token (``append_eos`` overrides). Decoders get their own
+    hygiene (:class:`~st_pooling.decoders.DecoderTransformer`)."""
     path = resolve_base(base)
-    config_kwargs = {"output_hidden_states": True} if output_hidden_states else {}
+    config_kwargs = {"output_hidden_states": True} if needs.hidden_states else {}
     if is_decoder_model(path):
         from st_pooling.decoders import DecoderTransformer
 
+        append_eos = needs.last_token if append_eos is None else append_eos
         transformer = DecoderTransformer(path, attention_mode=attention_mode or "causal",
-                                         append_eos=bool(append_eos), config_kwargs=config_kwargs)
+                                         append_eos=append_eos, config_kwargs=config_kwargs)
         transformer.max_seq_length = max_seq_length or DEFAULT_DECODER_MAX_SEQ_LENGTH
         return transformer
     if attention_mode not in (None, "bidirectional"):
@@ -100,16 +104,6 @@ def pooling_for(transformer: Transformer, pooling: str | PoolingModule, **option
     config = transformer.model.config
     num_layers = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", None)
     return create_pooling(pooling, transformer.get_embedding_dimension(), num_layers=num_layers, **options)
-
-
-def reads_last_token(pooling: str | PoolingModule, options: Mapping[str, Any] | None = None) -> bool:
-    """Whether a pooling reads each text's last token (then decoders must append EOS so that token is EOS): as its
-    pooling, its MLTP layer summary or its native start."""
-    if isinstance(pooling, PoolingModule):
-        name, options = pooling.name, {key: getattr(pooling, key, None) for key in ("layer_summary", "native")}
-    else:
-        name, options = pooling, options or {}
-    return "last_token" in (name, options.get("layer_summary"), options.get("native"))
 
 
 ST_POOLING_MODES = {"mean": "mean", "max": "max", "cls": "cls", "lasttoken": "last_token",
@@ -189,13 +183,10 @@ def build_model(base: str = "minilm", pooling: str | PoolingModule = "mean", *, 
             starts from random or fixed initial values unless given ``native=`` (e.g. ``native_pooling_of(base)``):
             ``build_model`` evaluates the pooling as it is; the training entry points start natively by default.
     """
-    needs_layers = isinstance(pooling, str) and pooling_class(pooling).needs_layers
-    if isinstance(pooling, PoolingModule):
-        needs_layers = pooling.needs_layers
-    if append_eos is None and reads_last_token(pooling, pooling_options):
-        append_eos = True
-    transformer = build_transformer(base, output_hidden_states=needs_layers, max_seq_length=max_seq_length,
-                                    attention_mode=attention_mode, append_eos=append_eos)
+    needs = pooling.base_needs() if isinstance(pooling, PoolingModule) else \
+        pooling_class(pooling).base_needs_for(pooling_options)
+    transformer = build_transformer(base, needs, max_seq_length=max_seq_length, attention_mode=attention_mode,
+                                    append_eos=append_eos)
     modules = [transformer, pooling_for(transformer, pooling, **pooling_options)]
     if normalize:
         modules.append(Normalize())

@@ -11,13 +11,14 @@ from st_pooling import build_model
 from st_pooling.cli import main
 from st_pooling.evaluation.runner import EmbeddingCache, PoolingSpec, SharedForwardEmbedder
 from st_pooling.models import build_transformer, pooling_for
+from st_pooling.modules.base import BaseNeeds
 
 SPECS = ["mean", "max", "cls", "last_token", "weighted_mean", "gem", "weighted_sum", "mltp"]
 
 
 @pytest.fixture(scope="module")
 def embedder():
-    transformer = build_transformer("minilm", output_hidden_states=True)
+    transformer = build_transformer("minilm", BaseNeeds(hidden_states=True))
     poolings = {spec: pooling_for(transformer, spec) for spec in SPECS}
     return SharedForwardEmbedder(transformer, poolings, batch_size=4, show_progress_bar=False, device="cpu")
 
@@ -83,3 +84,42 @@ def test_compare_rejects_unknown_pooling_before_work(tmp_path, capsys):
     code = main(["compare", "--poolings", "mean", "avg", "--output", str(tmp_path), "--no-progress"])
     assert code == 2
     assert "unknown pooling 'avg'" in capsys.readouterr().err
+
+
+def test_compare_on_saved_trained_models_gives_mteb_scores_of_the_models_loaded_plainly(tmp_path):
+    """Saved models are compared as they are: a head trained on the frozen base (at another max_seq_length, so it
+    gets a forward pass of its own) scores exactly what mteb gives the same folder loaded with SentenceTransformer;
+    one on the base's own settings shares the base's forward pass."""
+    import mteb
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from st_pooling.evaluation.compare import compare_poolings, shared_forward_groups
+    from st_pooling.evaluation.runner import ModelEntry
+    from st_pooling.evaluation.tasks import get_tasks
+
+    torch.manual_seed(0)
+    folders = {}
+    for name, max_seq_length in (("gem-64", 64), ("latent-256", 256)):
+        model = build_model("minilm", name.split("-")[0].replace("latent", "latent_attention"),
+                            max_seq_length=max_seq_length, device="cpu", native="mean")
+        with torch.no_grad():
+            for parameter in model[1].parameters():  # a head that is not its native pooling any more
+                parameter.add_(0.05 * torch.randn_like(parameter))
+        folders[name] = tmp_path / name
+        model.save(str(folders[name]))
+    entries = [ModelEntry.load(folder) for folder in folders.values()]
+    groups = shared_forward_groups("minilm", [PoolingSpec.parse("mean"), *entries])
+    assert sorted(sorted(poolings) for _, poolings in groups) == [["gem-64"], ["latent-256", "mean"]]
+
+    tasks = get_tasks(["LeeSTS", "PangLeePolarityClassification"], max_items=24)
+    comparison = compare_poolings("minilm", [PoolingSpec.parse("mean"), *entries], tasks, tmp_path / "run",
+                                  n_resamples=100, show_progress_bar=False, device="cpu")
+    for name, folder in folders.items():
+        plain = SentenceTransformer(str(folder), device="cpu")
+        results = mteb.evaluate(plain, get_tasks(["LeeSTS", "PangLeePolarityClassification"], max_items=24),
+                                cache=None, show_progress_bar=False)
+        for result in results.task_results:
+            assert comparison.scores[name][result.task_name] == pytest.approx(result.get_score(), abs=1e-6), name
+    with pytest.raises(FileNotFoundError, match="not a saved sentence-transformers model"):
+        ModelEntry.load(tmp_path)

@@ -305,3 +305,62 @@ def test_train_command_writes_a_loadable_model(tmp_path, capsys):
     assert type(model[1]).__name__ == "WeightedSumPooling" and model[1].scorer.weight.abs().sum() > 0
     args = parser.parse_args(["train", "--list-recipes"])
     assert args.handler(args) == 0 and "mltp-bidirectional" in capsys.readouterr().out
+
+
+def test_head_only_recipe_trains_on_the_fast_path(tmp_path):
+    """`train --recipe` follows the recipe's own config: a head-only recipe runs on cached features (the summary
+    records the fast path and its cache time); --no-fast-path still chooses the trainer."""
+    import argparse
+
+    from st_pooling.training.cli import add_train_command
+
+    rows = [{"anchor": f"question number {i} about topic {i % 5}", "positive": f"answer {i} on topic {i % 5}"}
+            for i in range(16)]
+    train_file = write(tmp_path, "pairs.jsonl", "\n".join(json.dumps(row) for row in rows) + "\n")
+    parser = argparse.ArgumentParser()
+    add_train_command(parser.add_subparsers(dest="command"))
+    for flags, output, expected in (([], "recipe", True), (["--no-fast-path"], "trainer", False)):
+        args = parser.parse_args(["train", "--recipe", "minilm-gem", "--train", str(train_file), "--batch-size", "8",
+                                  "--max-seq-length", "32", "--output", str(tmp_path / output), "--no-progress",
+                                  *flags])
+        assert args.handler(args) == 0
+        summary = json.loads((tmp_path / output / "st_pooling_training.json").read_text())
+        assert summary["config"]["fast_path"] is expected and summary["config"]["mode"] == "head"
+
+
+def _training_sets(kind: str):
+    if kind == "scored pairs":
+        folder = data_folder("stsbenchmark")
+        return stsb_scored_pairs(folder, "train").subset(40, seed=1), stsb_scored_pairs(folder, "dev").subset(24)
+    nli = sick_nli_pairs(data_folder("sick"))
+    if kind == "pairs":
+        nli = PairData(nli.anchors, nli.positives)
+    duplicated = PairData(nli.anchors[:30] + nli.anchors[:10], nli.positives[:30] + nli.positives[:10],
+                          None if nli.negatives is None else nli.negatives[:30] + nli.negatives[:10])
+    return duplicated, nli.subset(16, seed=3)  # repeated rows: the no-duplicates sampler has work to do
+
+
+@pytest.mark.parametrize("kind", ["scored pairs", "pairs", "triplets"])
+def test_fast_path_takes_the_trainers_steps_for_every_data_kind(tmp_path, kind):
+    """The fast path equals the trainer path step by step (same batches, same clipped fused AdamW updates) for
+    scored pairs (CoSENT), pairs and triplets (MNRL, whose trainer batches come from the no-duplicates sampler)."""
+    train, dev = _training_sets(kind)
+    assert train.kind == kind.replace(" ", "_")
+    torch.manual_seed(0)
+    slow_model = build("gem", native="mean")
+    start = {k: v.clone() for k, v in slow_model[1].state_dict().items()}
+    config = TrainConfig(epochs=2, batch_size=8, show_progress_bar=False, learning_rate=3e-2)
+    slow = train_model(slow_model, train, None, dev=dev, config=config)
+    fast_model = build("gem", native="mean")
+    fast_model[1].load_state_dict(start)
+    cache = build_feature_cache(fast_model[0], fast_model[1], train.texts() + dev.texts(), dtype="float32",
+                                show_progress_bar=False)
+    fast = train_head_on_cache(fast_model, cache, train, make_loss(None, fast_model, train), dev=dev, epochs=2,
+                               batch_size=8, learning_rate=3e-2, show_progress_bar=False)
+    assert [len(r.step_losses) for r in fast.history] == [len(r.step_losses) for r in slow.history] == [5, 5]
+    for fast_epoch, slow_epoch in zip(fast.history, slow.history, strict=True):
+        np.testing.assert_allclose(fast_epoch.step_losses, slow_epoch.step_losses, atol=1e-5)
+        assert fast_epoch.dev_score == pytest.approx(slow_epoch.dev_score, abs=1e-5), (fast.history, slow.history)
+    assert fast.best_epoch == slow.best_epoch
+    for name, value in fast_model[1].state_dict().items():
+        torch.testing.assert_close(value, slow_model[1].state_dict()[name], atol=1e-5, rtol=1e-5)

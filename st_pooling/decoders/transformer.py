@@ -15,6 +15,7 @@ the real tokens (it would for absolute position embeddings such as GPT-2's).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -78,7 +79,7 @@ class DecoderTransformer(Transformer):
         configure_decoder_tokenizer(self.tokenizer, padding_side=padding_side, append_eos=append_eos)
         self.append_eos = append_eos
         self.padding_side = padding_side
-        self._model_accepts_position_ids = "position_ids" in self._declared_forward_params
+        self._model_accepts_position_ids = "position_ids" in inspect.signature(self.model.forward).parameters
 
     @property
     def attention_mode(self) -> str:

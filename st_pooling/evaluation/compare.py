@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import logging
+import operator
 import random
 import re
 from collections.abc import Sequence
@@ -14,10 +16,12 @@ from typing import Any
 
 import mteb
 import numpy as np
+import torch
 from mteb.abstasks import AbsTask
 from mteb.models import ModelMeta
 from mteb.models.model_meta import ScoringFunction
 from mteb.results import TaskResult
+from sentence_transformers.sentence_transformer.modules import Transformer
 from sklearn.metrics import v_measure_score
 
 import st_pooling
@@ -29,7 +33,13 @@ from st_pooling.evaluation.item_scores import (
     retrieval_item_scores,
     sts_item_scores_from_cosines,
 )
-from st_pooling.evaluation.runner import PoolingEncoder, PoolingSpec, SharedForwardEmbedder
+from st_pooling.evaluation.runner import (
+    ModelEntry,
+    PoolingEncoder,
+    PoolingSpec,
+    SharedForwardEmbedder,
+    transformer_signature,
+)
 from st_pooling.evaluation.stats import (
     CORRECTIONS,
     BootstrapResult,
@@ -40,8 +50,8 @@ from st_pooling.evaluation.stats import (
     wilcoxon_by_task_type,
 )
 from st_pooling.evaluation.local_tasks import LocalTask
-from st_pooling.models import build_transformer, pooling_for, reads_last_token
-from st_pooling.modules import pooling_class
+from st_pooling.models import build_transformer, pooling_for
+from st_pooling.modules.base import BaseNeeds, PoolingModule
 
 logger = logging.getLogger(__name__)
 
@@ -196,17 +206,18 @@ def against_reference(per_item: dict[str, ItemScores | None], reference: str, *,
     return corrected(results, correction)
 
 
-def score_tasks(embedder: SharedForwardEmbedder, base: str, tasks: Sequence[AbsTask], output_dir: str | Path, *,
-                reference: str, correction: str = "holm", batch_size: int = 32, show_progress_bar: bool = True
+def score_tasks(embedders: SharedForwardEmbedder | Sequence[SharedForwardEmbedder], base: str,
+                tasks: Sequence[AbsTask], output_dir: str | Path, *, reference: str, correction: str = "holm",
+                batch_size: int = 32, show_progress_bar: bool = True
                 ) -> tuple[Comparison, dict[str, dict[str, ItemScores | None]]]:
-    """Every pooling of ``embedder`` on every task through mteb (results under ``output_dir/mteb``, predictions under
-    ``output_dir/predictions``): a :class:`Comparison` holding the main scores (no statistics yet) and the per-item
-    scores behind them, task -> pooling label -> ItemScores (None where they cannot be had)."""
+    """Every pooling of every embedder on every task through mteb (results under ``output_dir/mteb``, predictions
+    under ``output_dir/predictions``): a :class:`Comparison` holding the main scores (no statistics yet) and the
+    per-item scores behind them, task -> pooling label -> ItemScores (None where they cannot be had)."""
     output_dir = Path(output_dir)
-    labels = list(embedder.poolings)
+    embedders = [embedders] if isinstance(embedders, SharedForwardEmbedder) else list(embedders)
+    members = [(label, embedder) for embedder in embedders for label in embedder.poolings]
+    labels = [label for label, _ in members]
     cache = mteb.ResultCache(cache_path=output_dir / "mteb")
-    dim = embedder.transformer.get_embedding_dimension()
-    base_parameters = sum(p.numel() for p in embedder.transformer.parameters())
     comparison = Comparison(base=base, labels=labels, reference=reference, scores={label: {} for label in labels},
                             task_types={}, main_metrics={}, results_dir=output_dir / "mteb", correction=correction)
     items: dict[str, dict[str, ItemScores | None]] = {}
@@ -215,23 +226,50 @@ def score_tasks(embedder: SharedForwardEmbedder, base: str, tasks: Sequence[AbsT
         comparison.task_types[name] = task.metadata.type
         comparison.main_metrics[name] = task.metadata.main_score
         items[name] = {}
-        for label, pooling in embedder.poolings.items():
-            meta = model_meta(base, label, dim, base_parameters + sum(p.numel() for p in pooling.parameters()))
+        for label, embedder in members:
+            parameters = sum(p.numel() for module in (embedder.transformer, embedder.poolings[label])
+                             for p in module.parameters())
+            meta = model_meta(base, label, embedder.transformer.get_embedding_dimension(), parameters)
             run = run_task(PoolingEncoder(embedder, label, meta), task, cache,
                            output_dir / "predictions" / safe_name(label), batch_size=batch_size,
                            show_progress_bar=show_progress_bar)
             comparison.scores[label][name] = run.score
             items[name][label] = item_scores_for(run, embedder, label)
-    comparison.forward_texts = embedder.forward_texts
+    comparison.forward_texts = sum(embedder.forward_texts for embedder in embedders)
     return comparison, items
 
 
-def compare_poolings(base: str, specs: Sequence[PoolingSpec], tasks: Sequence[AbsTask], output_dir: str | Path, *,
-                     reference: str | None = None, batch_size: int = 32, max_seq_length: int | None = None,
+def shared_forward_groups(base: str, specs: Sequence[PoolingSpec | ModelEntry], *, max_seq_length: int | None = None,
+                          attention_mode: str | None = None) -> list[tuple[Transformer, dict[str, torch.nn.Module]]]:
+    """The transformers to run and the poolings each serves: one base for every pooling spec, built with what any
+    compared pooling needs, and every whole model on the base it shares (same weights and settings) or on its own."""
+    entries = {spec.label: spec.parts() for spec in specs if isinstance(spec, ModelEntry)}
+    needs = functools.reduce(operator.or_, [spec.base_needs() for spec in specs if isinstance(spec, PoolingSpec)] +
+                             [pooling.base_needs() for _, pooling in entries.values()
+                              if isinstance(pooling, PoolingModule)], BaseNeeds())
+    groups: dict[tuple[Any, ...], tuple[Transformer, dict[str, torch.nn.Module]]] = {}
+    pooling_specs = [spec for spec in specs if isinstance(spec, PoolingSpec)]
+    if pooling_specs:
+        transformer = build_transformer(base, needs, max_seq_length=max_seq_length, attention_mode=attention_mode)
+        groups[transformer_signature(transformer)] = (transformer, {
+            spec.label: pooling_for(transformer, spec.pooling, **dict(spec.options)) for spec in pooling_specs})
+    for label, (transformer, pooling) in entries.items():
+        groups.setdefault(transformer_signature(transformer), (transformer, {}))[1][label] = pooling
+    order = {spec.label: position for position, spec in enumerate(specs)}
+    return [(transformer, dict(sorted(poolings.items(), key=lambda item: order[item[0]])))
+            for transformer, poolings in groups.values()]
+
+
+def compare_poolings(base: str, specs: Sequence[PoolingSpec | ModelEntry], tasks: Sequence[AbsTask],
+                     output_dir: str | Path, *, reference: str | None = None, batch_size: int = 32, max_seq_length: int | None = None,
                      attention_mode: str | None = None, n_resamples: int = 1000, seed: int = 0,
                      correction: str = "holm", show_progress_bar: bool = True,
                      device: str | None = None) -> Comparison:
     """Evaluate every pooling in ``specs`` on ``tasks`` with one shared forward pass of ``base``.
+
+    ``specs`` are pooling specs (built on ``base``) and whole models (:class:`ModelEntry`: a saved folder or a model
+    in memory, e.g. a trained head), evaluated as they are, with their own base settings; models whose base equals
+    ``base`` (a head trained on the frozen base) share its forward pass.
 
     mteb writes each configuration's results in its usual layout under ``output_dir/mteb``; the returned
     :class:`Comparison` holds the main scores and the paired-bootstrap / Wilcoxon statistics against ``reference``
@@ -249,17 +287,13 @@ def compare_poolings(base: str, specs: Sequence[PoolingSpec], tasks: Sequence[Ab
     if correction not in CORRECTIONS:
         raise ValueError(f"correction must be one of {', '.join(CORRECTIONS)}, got {correction!r}")
     check_bootstrap_settings(n_resamples)  # before any evaluation, not after it
-    for spec in specs:
-        pooling_class(spec.pooling)  # fail on an unknown name before any heavy work
-    needs_layers = any(pooling_class(spec.pooling).needs_layers for spec in specs)
-    # one forward pass serves every pooling: if any reads the last token, every text ends with EOS
-    reads_last = any(reads_last_token(spec.pooling, dict(spec.options)) for spec in specs)
-    transformer = build_transformer(base, output_hidden_states=needs_layers, max_seq_length=max_seq_length,
-                                    attention_mode=attention_mode, append_eos=True if reads_last else None)
-    poolings = {spec.label: pooling_for(transformer, spec.pooling, **dict(spec.options)) for spec in specs}
-    embedder = SharedForwardEmbedder(transformer, poolings, batch_size=batch_size,
-                                     show_progress_bar=show_progress_bar, device=device)
-    comparison, items = score_tasks(embedder, base, tasks, output_dir, reference=reference, correction=correction,
+    # one forward pass serves every pooling of one base: with what any of them needs (if one reads the last token,
+    # every text ends with EOS); a whole model with a base of its own gets its own forward pass
+    embedders = [SharedForwardEmbedder(transformer, poolings, batch_size=batch_size,
+                                       show_progress_bar=show_progress_bar, device=device)
+                 for transformer, poolings in shared_forward_groups(base, specs, max_seq_length=max_seq_length,
+                                                                    attention_mode=attention_mode)]
+    comparison, items = score_tasks(embedders, base, tasks, output_dir, reference=reference, correction=correction,
                                     batch_size=batch_size, show_progress_bar=show_progress_bar)
     for name, per_item in items.items():
         for label, result in against_reference(per_item, reference, n_resamples=n_resamples, seed=seed,

@@ -11,17 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
-import mteb
-import numpy as np
 from datasets import Dataset, DatasetDict
-from mteb._create_dataloaders import create_dataloader
-from mteb._evaluators.any_sts_evaluator import STSEvaluatorScores
 from mteb.abstasks import AbsTaskClassification, AbsTaskClustering, AbsTaskRetrieval, AbsTaskSTS
 from mteb.abstasks.retrieval_dataset_loaders import RetrievalSplitData
 from mteb.abstasks.task_metadata import TaskMetadata
-from mteb.models import EncoderProtocol
-from mteb.similarity_functions import compute_pairwise_similarity
-from sklearn.metrics.pairwise import paired_cosine_distances, paired_euclidean_distances, paired_manhattan_distances
 
 from st_pooling.data import (
     ClassificationData,
@@ -153,73 +146,14 @@ class LocalTask:
 
 
 class LocalSTSTask(LocalTask, AbsTaskSTS):
-    """An STS task over an :class:`STSData` (pairs in ``sentence1``/``sentence2``, score in ``score``).
-
-    Unlike mteb's evaluator, which encodes the first and the second sentences of every pair separately,
-    each distinct text is encoded once (LeeSTS pairs 50 documents into 1,225 pairs: 50 encodings
-    instead of 2,450). The scores are computed exactly as mteb computes them.
-    """
+    """An STS task over an :class:`STSData` (pairs in ``sentence1``/``sentence2``, score in ``score``), scored by
+    mteb's own STS evaluation. (Texts repeated across pairs are encoded once per occurrence there; st-pooling's
+    comparison serves the repeats from its embedding cache.)"""
 
     def to_mteb_split(self, data: STSData) -> DatasetDict:
         self.min_score, self.max_score = data.min_score, data.max_score
         pairs = {"sentence1": data.sentences1, "sentence2": data.sentences2, "score": data.scores}
         return DatasetDict({"test": Dataset.from_dict(pairs)})
-
-    def _evaluate_subset(
-        self,
-        model: Any,
-        data_split: Dataset,
-        *,
-        encode_kwargs: Any,
-        hf_split: str,
-        hf_subset: str,
-        prediction_folder: Path | None = None,
-        num_proc: int | None = None,
-        timer: Any,
-        **kwargs: Any,
-    ) -> Any:
-        texts1, texts2 = list(data_split["sentence1"]), list(data_split["sentence2"])
-        unique_texts = list(dict.fromkeys(texts1 + texts2))
-        can_share = isinstance(model, EncoderProtocol) and self.input1_prompt_type == self.input2_prompt_type
-        if not can_share or len(unique_texts) == len(texts1) + len(texts2):
-            return super()._evaluate_subset(
-                model,
-                data_split,
-                encode_kwargs=encode_kwargs,
-                hf_split=hf_split,
-                hf_subset=hf_subset,
-                prediction_folder=prediction_folder,
-                num_proc=num_proc,
-                timer=timer,
-                **kwargs,
-            )
-        with timer("Encoding samples", split=hf_split, subset=hf_subset, log_message="Encoding the distinct texts"):
-            embeddings = model.encode(
-                create_dataloader(
-                    Dataset.from_dict({"text": unique_texts}),
-                    task_metadata=self.metadata,
-                    num_proc=num_proc,
-                    **encode_kwargs,
-                ),
-                task_metadata=self.metadata,
-                hf_split=hf_split,
-                hf_subset=hf_subset,
-                prompt_type=self.input1_prompt_type,
-                **encode_kwargs,
-            )
-        embeddings = np.asarray(embeddings)
-        row_of = {text: row for row, text in enumerate(unique_texts)}
-        embeddings1 = embeddings[[row_of[text] for text in texts1]]
-        embeddings2 = embeddings[[row_of[text] for text in texts2]]
-        scores = STSEvaluatorScores(
-            cosine_scores=(1 - paired_cosine_distances(embeddings1, embeddings2)).tolist(),
-            manhattan_distances=(-paired_manhattan_distances(embeddings1, embeddings2)).tolist(),
-            euclidean_distances=(-paired_euclidean_distances(embeddings1, embeddings2)).tolist(),
-            similarity_scores=compute_pairwise_similarity(model, embeddings1, embeddings2).tolist(),
-        )
-        if prediction_folder:
-            self._save_task_predictions(scores, model, prediction_folder, hf_subset=hf_subset, hf_split=hf_split)
-        return self._calculate_scores(scores, [self._normalize(score) for score in data_split["score"]])
 
 
 class LocalClassificationTask(LocalTask, AbsTaskClassification):

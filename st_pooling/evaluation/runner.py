@@ -9,19 +9,22 @@ results per configuration, while K poolings cost about one forward pass.
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from mteb.models import ModelMeta
 from mteb.models.abs_encoder import AbsEncoder
-from sentence_transformers.sentence_transformer.modules import Transformer
+from sentence_transformers import SentenceTransformer
+from sentence_transformers.sentence_transformer.modules import Normalize, Transformer
 from tqdm.auto import tqdm
 
-from st_pooling.modules.base import PoolingModule
+from st_pooling.modules.base import BaseNeeds, PoolingModule
 from st_pooling.modules.options import checked_options
 from st_pooling.modules.registry import pooling_class
 
@@ -41,6 +44,10 @@ class PoolingSpec:
             return self.pooling
         return f"{self.pooling}({','.join(f'{k}={v}' for k, v in sorted(self.options.items()))})"
 
+    def base_needs(self) -> BaseNeeds:
+        """The base settings this pooling needs (see :meth:`PoolingModule.base_needs_for`)."""
+        return pooling_class(self.pooling).base_needs_for(self.options)
+
     @classmethod
     def parse(cls, text: str) -> PoolingSpec:
         """``"gem"``, ``"gem:initial_p=2,negatives=clamp"``, ``"mltp:layers=1,3,5,layer_summary=mean"`` (a part
@@ -59,6 +66,48 @@ class PoolingSpec:
             else:
                 raise ValueError(f"pooling option {item!r} in {text!r} is not of the form key=value")
         return cls(name, checked_options(pooling_class(name), raw, f"pooling spec {text!r}"))
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A whole model to compare beside pooling specs: a saved folder (``ModelEntry.load``) or one in memory.
+
+    It must be a base transformer, one pooling module (st-pooling's or sentence-transformers' ``Pooling``) and
+    optionally ``Normalize``. Models whose base is the same (same weights and settings, e.g. heads trained on the
+    frozen base at the same max_seq_length) share one forward pass with each other and with the pooling specs.
+    """
+
+    label: str
+    model: SentenceTransformer
+
+    @classmethod
+    def load(cls, path: str | Path, label: str | None = None) -> ModelEntry:
+        folder = Path(path)
+        if not (folder / "modules.json").is_file():
+            raise FileNotFoundError(f"{folder} is not a saved sentence-transformers model (no modules.json): give a "
+                                    "pooling spec such as gem:initial_p=2, or the folder a model was saved to")
+        return cls(label or folder.name, SentenceTransformer(str(folder), device="cpu"))
+
+    def parts(self) -> tuple[Transformer, torch.nn.Module]:
+        """The base and the pooling, or a ValueError naming what the model holds instead."""
+        modules = list(self.model)
+        if modules and isinstance(modules[-1], Normalize):
+            modules = modules[:-1]
+        if len(modules) != 2 or not isinstance(modules[0], Transformer):
+            raise ValueError(f"{self.label}: compare reads models made of a Transformer, one pooling and optionally "
+                             f"Normalize; this one has {[type(module).__name__ for module in self.model]}")
+        return modules[0], modules[1]
+
+
+def transformer_signature(transformer: Transformer) -> tuple[Any, ...]:
+    """What decides a Transformer's token states: class, settings that change its output, and its weights' digest.
+    Two Transformers with equal signatures can share one forward pass (hidden-state output only adds outputs)."""
+    digest = hashlib.blake2b(digest_size=16)
+    for name, tensor in sorted(transformer.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    settings = {key: getattr(transformer, key, None) for key in ("max_seq_length", "attention_mode", "append_eos")}
+    return type(transformer).__name__, tuple(sorted(settings.items())), digest.hexdigest()
 
 
 class EmbeddingCache:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from abc import abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -69,11 +70,47 @@ def read_layer_states(features: dict[str, Any], module_name: str) -> tuple[list[
     return list(layers), mask
 
 
+TOKEN_STATES, LAYER_STACK = "token_states", "layer_stack"
+"""What a pooling extracts from the base (:attr:`PoolingModule.reads`): the last layer's token states and their mask,
+or one summary row per hidden layer."""
+
+
+@dataclass(frozen=True)
+class BaseNeeds:
+    """The base-model settings a pooling needs: every layer's hidden states, and whether it reads each text's last
+    token (then a decoder must append EOS, so that token is EOS)."""
+
+    hidden_states: bool = False
+    last_token: bool = False
+
+    def __or__(self, other: BaseNeeds) -> BaseNeeds:
+        return BaseNeeds(self.hidden_states or other.hidden_states, self.last_token or other.last_token)
+
+
+def prompt_free_mask(mask: Tensor, features: Mapping[str, Any]) -> Tensor:
+    """``mask`` without the instruction prompt's tokens: sentence-transformers records the prompt's length in
+    ``features["prompt_length"]`` (an int, or a tensor of equal values) when texts are encoded with a prompt."""
+    length = features.get("prompt_length")
+    if length is None:
+        return mask
+    length = int(length.reshape(-1)[0]) if isinstance(length, Tensor) else int(length)
+    return F.drop_leading_tokens(mask, length) if length > 0 else mask
+
+
 class PoolingModule(Module):
     """Base of every pooling: reads token states from ``features``, writes ``features["sentence_embedding"]``.
 
-    Subclasses implement :meth:`pool`. Weights, if any, are saved as ``model.safetensors`` (never pickle) next
-    to ``config.json``, which holds :attr:`config_keys`.
+    A pooling is two steps: :meth:`extract` takes what it reads from the base's output (declared by :attr:`reads`:
+    the last layer's token states and mask, or a stack of per-layer summaries), and :meth:`head` maps that to the
+    embeddings. Token-level poolings implement only :meth:`pool` ((states, mask) -> embeddings). The feature cache of
+    the training fast path stores what :meth:`extract` gives and trains :meth:`head` on it; :meth:`base_needs` tells
+    model assembly which base settings to turn on. Weights, if any, are saved as ``model.safetensors`` (never pickle)
+    next to ``config.json``, which holds :attr:`config_keys`.
+
+    **Prompts.** ``include_prompt=False`` leaves the tokens of an instruction prompt (``encode(..., prompt=...)``,
+    ``encode_query``) out of the pooling, as sentence-transformers' ``Pooling`` does, for every pooling; the native
+    start and MLTP's layer summaries included. (``weighted_mean`` then weights the text's tokens 1..n from its first
+    token, where sentence-transformers' ``weightedmean`` keeps the positions the prompt pushed them to.)
 
     **Native start** (learnable poolings only, ``native`` is one of their config keys). ``native`` names a
     parameter-free pooling of the last layer (``mean``, ``max``, ``cls``, ``last_token``, ``weighted_mean``): the
@@ -89,18 +126,19 @@ class PoolingModule(Module):
 
     name: ClassVar[str] = ""
     """The short name the registry knows this pooling by."""
-    needs_layers: ClassVar[bool] = False
-    """Whether the module reads ``all_layer_embeddings`` (the Transformer must output hidden states)."""
+    reads: ClassVar[str] = TOKEN_STATES
+    """What :meth:`extract` gives: ``TOKEN_STATES`` or ``LAYER_STACK`` (which needs every layer's hidden states)."""
     learnable: ClassVar[bool] = False
     """Whether the module has trainable parameters (saved to ``model.safetensors``)."""
-    config_keys: list[str] = ["embedding_dimension"]
+    config_keys: list[str] = ["embedding_dimension", "include_prompt"]
 
-    def __init__(self, embedding_dimension: int, native: str | None = None) -> None:
+    def __init__(self, embedding_dimension: int, native: str | None = None, include_prompt: bool = True) -> None:
         super().__init__()
         if not isinstance(embedding_dimension, int) or embedding_dimension <= 0:
             raise ValueError(f"embedding_dimension must be a positive int, got {embedding_dimension!r}")
         self.embedding_dimension = embedding_dimension
         self.native = native
+        self.include_prompt = bool(include_prompt)
         if native is not None:
             if not self.learnable:
                 raise ValueError(f"{type(self).__name__} has no parameters: a native start is for learnable heads")
@@ -111,9 +149,34 @@ class PoolingModule(Module):
         features["sentence_embedding"] = self.pool_features(features)
         return features
 
+    @classmethod
+    def base_needs_for(cls, options: Mapping[str, Any]) -> BaseNeeds:
+        """The base settings this pooling needs with constructor ``options`` (known before the module is built)."""
+        reads_last = "last_token" in (cls.name, options.get("layer_summary"), options.get("native"))
+        return BaseNeeds(hidden_states=cls.reads == LAYER_STACK, last_token=reads_last)
+
+    def base_needs(self) -> BaseNeeds:
+        return self.base_needs_for({key: getattr(self, key, None) for key in (*self.config_keys, "native")})
+
+    def extraction(self) -> dict[str, Any]:
+        """The options that change what :meth:`extract` gives (a feature cache must have been built with the same)."""
+        return {}
+
     def pool_features(self, features: dict[str, Any]) -> Tensor:
-        """The sentence embeddings (batch, dim) for a features dict; override to read more than the last layer."""
+        """The sentence embeddings (batch, dim) of a features dict: :meth:`head` of :meth:`extract`."""
+        return self.head(self.extract(features))
+
+    def extract(self, features: dict[str, Any]) -> dict[str, Tensor]:
+        """What the head reads from the base's output: the last layer's ``token_embeddings`` (batch, seq, dim) and
+        their ``attention_mask`` (batch, seq), padded, the prompt left out unless ``include_prompt``."""
         states, mask = read_token_states(features)
+        if not self.include_prompt:
+            mask = prompt_free_mask(mask, features)
+        return {"token_embeddings": states, "attention_mask": mask}
+
+    def head(self, inputs: dict[str, Tensor]) -> Tensor:
+        """:meth:`extract`'s output -> (batch, dim): :meth:`pool`, plus the native start when there is one."""
+        states, mask = inputs["token_embeddings"], inputs["attention_mask"]
         learned = self.pool(states, self.reduction_mask(mask))
         if self.native is None:
             return learned
@@ -130,9 +193,9 @@ class PoolingModule(Module):
         mixed = native.to(dtype) + self.native_gate.to(dtype) * learned.to(dtype)
         return mixed.to(native.dtype)
 
-    @abstractmethod
     def pool(self, states: Tensor, mask: Tensor) -> Tensor:
         """(batch, seq, dim) token states and (batch, seq) mask -> (batch, dim) sentence embeddings."""
+        raise NotImplementedError(f"{type(self).__name__} implements neither pool() nor head()")
 
     def get_embedding_dimension(self) -> int:
         return self.embedding_dimension
@@ -213,10 +276,11 @@ class ReductionPooling(PoolingModule):
     with huge activations that otherwise dominate every mean.
     """
 
-    config_keys: list[str] = ["embedding_dimension", "exclude_first_token"]
+    config_keys: list[str] = ["embedding_dimension", "exclude_first_token", "include_prompt"]
 
-    def __init__(self, embedding_dimension: int, exclude_first_token: bool = False, native: str | None = None) -> None:
-        super().__init__(embedding_dimension, native)
+    def __init__(self, embedding_dimension: int, exclude_first_token: bool = False, native: str | None = None,
+                 include_prompt: bool = True) -> None:
+        super().__init__(embedding_dimension, native, include_prompt)
         self.exclude_first_token = bool(exclude_first_token)
 
     def reduction_mask(self, mask: Tensor) -> Tensor:
@@ -228,8 +292,8 @@ def native_pooling_module(name: str, embedding_dimension: int) -> PoolingModule:
     from st_pooling.modules.registry import POOLINGS, pooling_class  # the registry imports this module
 
     cls = pooling_class(name)
-    if cls.learnable or cls.needs_layers:
-        choices = sorted(key for key, known in POOLINGS.items() if not known.learnable and not known.needs_layers)
+    if cls.learnable or cls.reads != TOKEN_STATES:
+        choices = sorted(key for key, known in POOLINGS.items() if not known.learnable and known.reads == TOKEN_STATES)
         raise ValueError(f"native must be a parameter-free pooling of the last layer ({', '.join(choices)}), "
                          f"got {name!r}")
     return cls(embedding_dimension)

@@ -15,13 +15,14 @@ class _AttentionHead(PoolingModule):
     values), plus the zero gate of a native start (see :class:`~st_pooling.modules.base.PoolingModule`)."""
 
     learnable = True
-    config_keys: list[str] = ["embedding_dimension", "num_latents", "num_heads", "ffn_multiplier", "native"]
+    config_keys: list[str] = ["embedding_dimension", "num_latents", "num_heads", "ffn_multiplier", "native",
+                              "include_prompt"]
     default_num_latents: int = 8
     default_ffn_multiplier: int = 2
 
     def __init__(self, embedding_dimension: int, num_latents: int | None = None, num_heads: int | None = None,
-                 ffn_multiplier: int | None = None, native: str | None = None) -> None:
-        super().__init__(embedding_dimension, native)
+                 ffn_multiplier: int | None = None, native: str | None = None, include_prompt: bool = True) -> None:
+        super().__init__(embedding_dimension, native, include_prompt)
         self.num_latents = num_latents or self.default_num_latents
         self.num_heads = num_heads or default_num_heads(embedding_dimension)
         self.ffn_multiplier = ffn_multiplier or self.default_ffn_multiplier

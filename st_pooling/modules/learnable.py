@@ -24,8 +24,9 @@ class WeightedSumPooling(ReductionPooling):
     learnable = True
     config_keys: list[str] = ReductionPooling.config_keys + ["native"]
 
-    def __init__(self, embedding_dimension: int, exclude_first_token: bool = False, native: str | None = None) -> None:
-        super().__init__(embedding_dimension, exclude_first_token, native)
+    def __init__(self, embedding_dimension: int, exclude_first_token: bool = False, native: str | None = None,
+                 include_prompt: bool = True) -> None:
+        super().__init__(embedding_dimension, exclude_first_token, native, include_prompt)
         self.scorer = nn.Linear(embedding_dimension, 1)
         nn.init.zeros_(self.scorer.weight)
         nn.init.zeros_(self.scorer.bias)
@@ -40,12 +41,12 @@ class _GeneralizedMeanBase(ReductionPooling):
 
     learnable = True
     config_keys: list[str] = ["embedding_dimension", "initial_p", "min_p", "max_p", "negatives",
-                              "exclude_first_token", "native"]
+                              "exclude_first_token", "native", "include_prompt"]
 
     def __init__(self, embedding_dimension: int, initial_p: float = 3.0, min_p: float = 1.0, max_p: float = 8.0,
                  negatives: str = "signed", exclude_first_token: bool = False, num_exponents: int = 1,
-                 native: str | None = None) -> None:
-        super().__init__(embedding_dimension, exclude_first_token, native)
+                 native: str | None = None, include_prompt: bool = True) -> None:
+        super().__init__(embedding_dimension, exclude_first_token, native, include_prompt)
         if not 0 < min_p <= initial_p <= max_p:
             raise ValueError(f"GeM needs 0 < min_p <= initial_p <= max_p, got {min_p}, {initial_p}, {max_p}")
         if negatives not in ("signed", "clamp"):
@@ -86,7 +87,7 @@ class GroupGeMPooling(_GeneralizedMeanBase):
 
     def __init__(self, embedding_dimension: int, num_groups: int | None = None, initial_p: float = 3.0,
                  min_p: float = 1.0, max_p: float = 8.0, negatives: str = "signed",
-                 exclude_first_token: bool = False, native: str | None = None) -> None:
+                 exclude_first_token: bool = False, native: str | None = None, include_prompt: bool = True) -> None:
         num_groups = num_groups or max(1, embedding_dimension // 64)
         if embedding_dimension % num_groups:
             raise ValueError(
@@ -94,7 +95,7 @@ class GroupGeMPooling(_GeneralizedMeanBase):
                 f"divide {embedding_dimension}; pick num_groups among the divisors of {embedding_dimension}"
             )
         super().__init__(embedding_dimension, initial_p, min_p, max_p, negatives, exclude_first_token, num_groups,
-                         native)
+                         native, include_prompt)
         self.num_groups = num_groups
 
     def channel_exponents(self) -> Tensor:

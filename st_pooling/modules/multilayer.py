@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from st_pooling import functional as F
-from st_pooling.modules.base import read_layer_states, read_token_states
+from st_pooling.modules.base import LAYER_STACK, prompt_free_mask, read_layer_states, read_token_states
 from st_pooling.modules.latent import _AttentionHead
 from st_pooling.modules.registry import register_pooling
 
@@ -32,15 +32,15 @@ class MultiLayerTrainablePooling(_AttentionHead):
     """
 
     name = "mltp"
-    needs_layers = True
+    reads = LAYER_STACK
     config_keys: list[str] = _AttentionHead.config_keys + ["num_layers", "layers", "layer_summary",
                                                            "exclude_first_token"]
 
     def __init__(self, embedding_dimension: int, num_layers: int, layers: list[int] | None = None,
                  layer_summary: str = "mean", num_latents: int | None = None, num_heads: int | None = None,
                  ffn_multiplier: int | None = None, exclude_first_token: bool = False,
-                 native: str | None = None) -> None:
-        super().__init__(embedding_dimension, num_latents, num_heads, ffn_multiplier, native)
+                 native: str | None = None, include_prompt: bool = True) -> None:
+        super().__init__(embedding_dimension, num_latents, num_heads, ffn_multiplier, native, include_prompt)
         if layer_summary not in LAYER_SUMMARIES:
             raise ValueError(f"layer_summary must be one of {sorted(LAYER_SUMMARIES)}, got {layer_summary!r}")
         self.num_layers = int(num_layers)
@@ -53,37 +53,40 @@ class MultiLayerTrainablePooling(_AttentionHead):
         self.layer_embedding = nn.Parameter(torch.zeros(len(self.layers), embedding_dimension))
         nn.init.normal_(self.layer_embedding, std=0.02)
 
-    def pool_features(self, features: dict[str, Any]) -> Tensor:
-        stack = self.layer_stack(features)
-        return self.pool_layer_stack(stack).to(stack.dtype)
+    def extraction(self) -> dict[str, Any]:
+        return {"layers": list(self.layers), "layer_summary": self.layer_summary,
+                "exclude_first_token": self.exclude_first_token, "native": self.native}
 
-    def layer_stack(self, features: dict[str, Any]) -> Tensor:
-        """The per-layer summaries MLTP attends to: (batch, len(layers), dim), in the states' dtype; with a native start
-        one more row at the end, the native pooling of the last layer's tokens (batch, len(layers) + 1, dim).
-
-        The frozen-feature cache stores exactly this, so training on cached features and pooling live agree."""
+    def extract(self, features: dict[str, Any]) -> dict[str, Tensor]:
+        """``layer_stack``: the per-layer summaries MLTP attends to, (batch, len(layers), dim) in the states' dtype;
+        with a native start one more row at the end, the native pooling of the last layer's tokens
+        (batch, len(layers) + 1, dim). The frozen-feature cache stores exactly this."""
         layer_states, mask = read_layer_states(features, type(self).__name__)
         if len(layer_states) != self.num_layers + 1:
             raise ValueError(
                 f"{type(self).__name__} was built for a base model with {self.num_layers} hidden layers but received "
                 f"{len(layer_states) - 1}; rebuild it for this base model with st_pooling.build_model"
             )
+        if not self.include_prompt:
+            mask = prompt_free_mask(mask, features)
         if self.exclude_first_token:  # a causal decoder's attention sink dominates its middle layers' means
             mask = F.drop_first_token(mask)
         summarise = LAYER_SUMMARIES[self.layer_summary]
         rows = [summarise(layer_states[i], mask) for i in self.layers]
-        if self.native is not None:
-            rows.append(self.native_pooling.pool(*read_token_states(features)))
-        return torch.stack(rows, dim=1)  # (batch, layers [+ 1], dim)
+        if self.native is not None:  # the native pooling reads what the base's own pooling reads: token_embeddings
+            states, token_mask = read_token_states(features)
+            if not self.include_prompt:
+                token_mask = prompt_free_mask(token_mask, features)
+            rows.append(self.native_pooling.pool(states, token_mask))
+        return {"layer_stack": torch.stack(rows, dim=1)}  # (batch, layers [+ 1], dim)
 
-    def pool_layer_stack(self, stack: Tensor) -> Tensor:
-        """:meth:`layer_stack`'s rows -> (batch, dim); the part of MLTP that training updates."""
+    def head(self, inputs: dict[str, Tensor]) -> Tensor:
+        """The layer stack -> (batch, dim); the part of MLTP that training updates."""
+        stack = inputs["layer_stack"]
         native = None
         if self.native is not None:
             stack, native = stack[:, :-1], stack[:, -1]
-        stack = stack.to(self.latents.dtype) + self.layer_embedding
-        learned = self.attend_from_latents(stack, stack.new_ones(stack.shape[:2], dtype=torch.int64))
-        return learned if native is None else self.add_to_native(native, learned)
-
-    def pool(self, states: Tensor, mask: Tensor) -> Tensor:
-        raise TypeError("MultiLayerTrainablePooling pools over all hidden layers: call it with the features dict")
+        rows = stack.to(self.latents.dtype) + self.layer_embedding
+        learned = self.attend_from_latents(rows, rows.new_ones(rows.shape[:2], dtype=torch.int64))
+        pooled = learned if native is None else self.add_to_native(native, learned)
+        return pooled.to(stack.dtype)

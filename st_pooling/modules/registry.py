@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from st_pooling.modules.base import PoolingModule
+from st_pooling.modules.base import LAYER_STACK, PoolingModule
 from st_pooling.modules.options import checked_options
 
 POOLINGS: dict[str, type[PoolingModule]] = {}
@@ -31,7 +31,7 @@ def pooling_class(name: str) -> type[PoolingModule]:
 def create_pooling(name: str, embedding_dimension: int, num_layers: int | None = None, **options: Any) -> PoolingModule:
     """Instantiate the pooling ``name`` for a base model of ``embedding_dimension`` (and ``num_layers`` layers)."""
     cls = pooling_class(name)
-    if cls.needs_layers:
+    if cls.reads == LAYER_STACK:
         if num_layers is None:
             raise ValueError(f"pooling {name!r} needs the base model's number of hidden layers (num_layers)")
         options.setdefault("num_layers", num_layers)

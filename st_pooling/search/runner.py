@@ -28,10 +28,11 @@ from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer.modules import Normalize, Transformer
 
 from st_pooling.atomic import replace_folder
-from st_pooling.models import build_transformer, pooling_for, reads_last_token, with_native_start
-from st_pooling.modules.base import PoolingModule
+from st_pooling.models import build_transformer, pooling_for, with_native_start
+from st_pooling.modules.base import BaseNeeds, PoolingModule
 from st_pooling.modules.registry import pooling_class
 from st_pooling.search.space import Candidate, SearchSpace, SearchSpaceError
+from st_pooling.training.batches import BatchStream
 from st_pooling.training.data import TrainingData, load_training_data
 from st_pooling.training.fast_path import (CachedHeadEmbedder, batch_loss, dev_score, head_optimizer,
                                           linear_schedule, optimizer_step)
@@ -54,7 +55,7 @@ class SearchTrainer:
         self.dev_data: TrainingData = load_training_data(space.dev, data_dir=space.data_dir, split="dev")
         if space.max_dev:
             self.dev_data = self.dev_data.subset(space.max_dev, seed=space.seed)
-        self._transformers: dict[tuple[bool, bool], Transformer] = {}
+        self._transformers: dict[BaseNeeds, Transformer] = {}
         self._caches: dict[str, FeatureCache] = {}
         self.cache_seconds = 0.0
 
@@ -71,16 +72,13 @@ class SearchTrainer:
 
     def transformer_for(self, candidate: Candidate) -> Transformer:
         """The frozen base with the outputs ``candidate`` needs (loaded once per kind)."""
-        needs_layers = pooling_class(candidate.pooling).needs_layers
-        key = (needs_layers, reads_last_token(candidate.pooling, self.head_options(candidate)))
-        if key not in self._transformers:
-            transformer = build_transformer(self.space.base, output_hidden_states=needs_layers,
-                                            max_seq_length=self.space.max_seq_length,
-                                            append_eos=True if key[1] else None)
+        needs = pooling_class(candidate.pooling).base_needs_for(self.head_options(candidate))
+        if needs not in self._transformers:
+            transformer = build_transformer(self.space.base, needs, max_seq_length=self.space.max_seq_length)
             for parameter in transformer.parameters():
                 parameter.requires_grad_(False)
-            self._transformers[key] = transformer.eval()
-        return self._transformers[key]
+            self._transformers[needs] = transformer.eval()
+        return self._transformers[needs]
 
     def build_head(self, candidate: Candidate) -> PoolingModule:
         """``candidate``'s untrained head, initialised from its seed (without touching the global RNG)."""
@@ -158,10 +156,8 @@ class CandidateRun:
         self.parameters = [parameter for parameter in head.parameters() if parameter.requires_grad]
         self.optimizer = head_optimizer(self.parameters, candidate.learning_rate)
         self.scheduler = linear_schedule(self.optimizer, self.space.steps, 0)
-        self.generator = torch.Generator().manual_seed(candidate.seed)
+        self.batches = BatchStream(trainer.train_data, self.space.batch_size, candidate.seed)
         self.step = 0
-        self.order: list[int] = []
-        self.position = 0
         self.steps: list[int] = []
         self.scores: list[float] = []
         self.seconds = 0.0
@@ -172,23 +168,17 @@ class CandidateRun:
     def head(self) -> PoolingModule:
         return self.embedder.head
 
-    def _next_rows(self) -> list[int]:
-        if self.position >= len(self.order):
-            self.order = torch.randperm(len(self.trainer.train_data), generator=self.generator).tolist()
-            self.position = 0
-        rows = self.order[self.position:self.position + self.space.batch_size]
-        self.position += self.space.batch_size
-        return rows
-
     def _train_step(self) -> None:
+        """One step as every head-training loop takes it: the trainer's batch order, clipped fused AdamW."""
         self.head.train()
-        value = batch_loss(self.loss, self.embedder, self.trainer.train_data, self._next_rows())
+        value = batch_loss(self.loss, self.embedder, self.trainer.train_data, self.batches.next())
+        self._take_step(value, "loss")
+
+    def _take_step(self, value: torch.Tensor, what: str) -> None:
         if not math.isfinite(value.item()):
-            raise FloatingPointError(f"{self.candidate.id} {self.candidate.label}: the loss became {value.item()} at "
-                                     f"step {self.step + 1}; lower its learning rate")
-        # no gradient clipping: the search's curves, predictor and benchmark were measured without it (st-pooling
-        # train clips at 1.0 like the HF Trainer, so a chosen head retrained there can end slightly differently)
-        optimizer_step(value, self.parameters, self.optimizer, self.scheduler, max_grad_norm=None)
+            raise FloatingPointError(f"{self.candidate.id} {self.candidate.label}: the {what} became {value.item()} "
+                                     f"at step {self.step + 1}; lower its learning rate")
+        optimizer_step(value, self.parameters, self.optimizer, self.scheduler)
         self.step += 1
 
     def evaluate(self) -> float:
@@ -238,9 +228,9 @@ class CandidateRun:
         payload: dict[str, Any] = {
             "candidate": self.candidate.id, "step": self.step, "steps": self.steps, "scores": self.scores,
             "seconds": self.seconds, "evaluations": self.evaluations, "eval_seconds": self.eval_seconds,
-            "order": self.order, "position": self.position,
+            "batches": self.batches.state(),
             "head": self.head.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(), "generator": self.generator.get_state(),
+            "scheduler": self.scheduler.state_dict(),
         }
         partial = path.with_name(f".{path.name}.partial")
         torch.save(payload, partial)
@@ -254,8 +244,11 @@ class CandidateRun:
         self.head.load_state_dict(payload["head"])
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scheduler.load_state_dict(payload["scheduler"])
-        self.generator.set_state(payload["generator"].cpu())
-        self.step, self.order, self.position = payload["step"], payload["order"], payload["position"]
+        if "batches" not in payload:
+            raise ValueError(f"checkpoint {path} was written by an older st-pooling (another batch order): delete the "
+                             "search folder's checkpoints/ to retrain its candidates, or run the search anew")
+        self.batches.restore(payload["batches"])
+        self.step = payload["step"]
         self.steps, self.scores, self.seconds = list(payload["steps"]), list(payload["scores"]), payload["seconds"]
         self.evaluations, self.eval_seconds = payload.get("evaluations", 0), payload.get("eval_seconds", 0.0)
 

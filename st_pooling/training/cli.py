@@ -51,7 +51,9 @@ def add_train_command(subparsers: argparse._SubParsersAction) -> None:
     how.add_argument("--warmup-ratio", type=fraction, default=0.0)
     how.add_argument("--seed", type=int, default=0)
     how.add_argument("--patience", type=positive_int, default=None, help="early stopping: epochs without dev improvement")
-    how.add_argument("--fast-path", action="store_true", help="head mode: train on cached features of the frozen base")
+    how.add_argument("--fast-path", action=argparse.BooleanOptionalAction, default=None,
+                     help="head mode: train on cached features of the frozen base (default: on for a head-only "
+                          "--recipe, off otherwise)")
     how.add_argument("--cache-dtype", choices=["float16", "float32"], default="float16")
     how.add_argument("--cache-max-gib", type=positive_float, default=4.0, help="memory budget of the feature cache")
     parser.add_argument("--output", required=False, default=None, help="folder for the trained model")
@@ -83,15 +85,17 @@ def run_train(args: argparse.Namespace) -> int:
         options = with_native_start(recipe.base, recipe.pooling, recipe.options) if args.native_start else {}
         model = recipe.build(max_seq_length=args.max_seq_length, **options)
         mode = args.mode or recipe.mode
+        fast_path = recipe.config(mode=mode).fast_path if args.fast_path is None else args.fast_path
     else:
         spec = PoolingSpec.parse(args.pooling)
         options = with_native_start(args.model, spec.pooling, spec.options) if args.native_start else spec.options
         model = build_model(args.model, spec.pooling, max_seq_length=args.max_seq_length,
                             attention_mode=args.attention_mode, **dict(options))
         mode = args.mode or "head"
+        fast_path = bool(args.fast_path)
     config = TrainConfig(mode=mode, loss=args.loss, epochs=args.epochs, batch_size=args.batch_size,
                          learning_rate=args.lr, head_learning_rate=args.head_lr, warmup_ratio=args.warmup_ratio,
-                         seed=args.seed, early_stopping_patience=args.patience, fast_path=args.fast_path,
+                         seed=args.seed, early_stopping_patience=args.patience, fast_path=fast_path,
                          cache_dtype=args.cache_dtype, cache_max_bytes=int(args.cache_max_gib * 1024**3),
                          show_progress_bar=not args.no_progress, overwrite=args.overwrite)
     started = time.perf_counter()

@@ -7,9 +7,11 @@ Loss math is shared with the trainer path: the loss is the same sentence-transfo
 (:func:`st_pooling.training.losses.make_loss`), called through its ``compute_loss_from_embeddings`` with the
 embeddings the head makes of cached features, followed by the model's own modules after the head (Normalize). The
 trainer path calls the same method after embedding the columns live. Batching and optimisation follow the HF
-Trainer's defaults, so both paths take the same steps: epoch ``e`` (from 0) in the random order seeded with
-``seed + e`` (accelerate's seedable sampler), the last partial batch kept, fused AdamW without weight decay, gradients
-clipped to norm 1.0, a linear schedule with optional warm-up.
+Trainer's defaults, so both paths take the same steps for every data kind: the trainer's batch order
+(:func:`st_pooling.training.batches.epoch_batches`: no duplicate texts in a batch of pairs or triplets, a seeded random
+order for scored pairs, the last partial batch kept), fused AdamW without weight decay, gradients clipped to norm 1.0,
+a linear schedule with optional warm-up. ``search`` and ``tune`` step through the same batches with the same
+optimizer step (:class:`st_pooling.training.batches.BatchStream`, :func:`optimizer_step`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from st_pooling.modules.base import PoolingModule
+from st_pooling.training.batches import epoch_batches
 from st_pooling.training.data import PairData, ScoredPairData, TrainingData
 from st_pooling.training.features import FeatureCache
 
@@ -42,6 +45,7 @@ class EpochRecord:
     dev_score: float | None
     dev_metric: str | None
     seconds: float
+    step_losses: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -115,14 +119,16 @@ def cosine_spearman(emb1: np.ndarray, emb2: np.ndarray, scores: Sequence[float])
     return float(spearmanr((a * b).sum(axis=1), scores).statistic)
 
 
-def dev_score(embedder: CachedHeadEmbedder, loss: nn.Module, dev: TrainingData, batch_size: int) -> tuple[float, str]:
-    """Scored dev pairs: cosine Spearman (higher is better). Other dev data: minus the mean dev loss."""
+def dev_score(embedder: CachedHeadEmbedder, loss: nn.Module, dev: TrainingData, batch_size: int,
+              seed: int = 0) -> tuple[float, str]:
+    """Scored dev pairs: cosine Spearman (higher is better). Other dev data: minus the mean dev loss over the batches
+    the trainer's evaluation takes (its batch sampler at epoch 0, every batch), so both paths report the same value."""
     if isinstance(dev, ScoredPairData):
         return cosine_spearman(embedder.encode(dev.texts1), embedder.encode(dev.texts2), dev.scores), \
             "spearman_cosine"
     with torch.no_grad():
-        losses = [float(batch_loss(loss, embedder, dev, range(i, min(i + batch_size, len(dev)))))
-                  for i in range(0, len(dev), batch_size)]
+        losses = [float(batch_loss(loss, embedder, dev, rows))
+                  for rows in epoch_batches(dev, batch_size, seed, 0, every_batch=True)]
     return -float(np.mean(losses)), "neg_loss"
 
 
@@ -173,7 +179,7 @@ def train_head_on_cache(model: SentenceTransformer, cache: FeatureCache, train: 
     if not parameters:
         raise ValueError(f"{type(head).__name__} has no trainable parameters: there is nothing to train")
     optimizer = head_optimizer(parameters, learning_rate, weight_decay)
-    steps_per_epoch = math.ceil(len(train) / batch_size)
+    steps_per_epoch = len(epoch_batches(train, batch_size, seed, 0))
     total_steps = min(steps_per_epoch * epochs, max_steps or math.inf)
     scheduler = linear_schedule(optimizer, int(total_steps), int(warmup_ratio * total_steps))
     result = FastPathResult()
@@ -181,20 +187,19 @@ def train_head_on_cache(model: SentenceTransformer, cache: FeatureCache, train: 
     for epoch in range(1, epochs + 1):
         started = time.perf_counter()
         head.train()
-        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed + epoch - 1)).tolist()
         losses = []
-        for start in tqdm(range(0, len(order), batch_size), desc=f"epoch {epoch} (cached features)",
-                          disable=not show_progress_bar):
+        for rows in tqdm(epoch_batches(train, batch_size, seed, epoch - 1), desc=f"epoch {epoch} (cached features)",
+                         disable=not show_progress_bar):
             if step >= total_steps:
                 break
-            value = batch_loss(loss, embedder, train, order[start:start + batch_size])
+            value = batch_loss(loss, embedder, train, rows)
             optimizer_step(value, parameters, optimizer, scheduler, max_grad_norm)
             losses.append(value.item())
             step += 1
         train_seconds = time.perf_counter() - started
-        score, metric = dev_score(embedder, loss, dev, batch_size) if dev is not None else (None, None)
+        score, metric = dev_score(embedder, loss, dev, batch_size, seed) if dev is not None else (None, None)
         result.history.append(EpochRecord(epoch, float(np.mean(losses)) if losses else math.nan, score, metric,
-                                          train_seconds))
+                                          train_seconds, losses))
         if score is not None:
             if result.best_dev_score is None or score > result.best_dev_score:
                 result.best_epoch, result.best_dev_score, since_best = epoch, score, 0

@@ -7,7 +7,10 @@ training and dev text and keeps only what the head needs:
   flat as ``(total_tokens, dim)`` with per-text offsets (no padding stored);
 * multi-layer trainable pooling (MLTP): the per-layer summaries ``(texts, layers, dim)`` the head's own
   ``layer_summary`` ('mean' or 'last_token') makes of its chosen ``layers`` (with a native start, one more row: the
-  native pooling of the last layer, see ``MultiLayerTrainablePooling.layer_stack``).
+  native pooling of the last layer, see ``MultiLayerTrainablePooling.extract``).
+
+Which of the two a head reads, it declares (``PoolingModule.reads``); the cache stores what the head's own
+``extract`` gives and trains its ``head`` on it, so cached and live pooling agree for every pooling.
 
 Storage is float16 by default (half the memory; the head computes in float32) or float32 for exactness, in memory
 within ``max_bytes`` (checked before the forward pass, from the token counts), and optionally saved to / memory-mapped
@@ -28,12 +31,11 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from st_pooling.modules.base import PoolingModule, read_token_states
-from st_pooling.modules.multilayer import MultiLayerTrainablePooling
+from st_pooling import functional as F
+from st_pooling.modules.base import LAYER_STACK, TOKEN_STATES, PoolingModule
 
 STORAGE_DTYPES = {"float16": np.float16, "float32": np.float32}
 DEFAULT_MAX_BYTES = 4 * 1024**3
-TOKEN_STATES, LAYER_STACK = "token_states", "layer_stack"
 
 
 def _human(n_bytes: float) -> str:
@@ -45,15 +47,8 @@ def _human(n_bytes: float) -> str:
 
 
 def cache_kind(head: PoolingModule) -> tuple[str, dict[str, Any]]:
-    """What ``head`` needs from the base: ('token_states', {}) or ('layer_stack', {'layers', 'layer_summary',
-    'exclude_first_token', 'native'})."""
-    if isinstance(head, MultiLayerTrainablePooling):
-        return LAYER_STACK, {"layers": list(head.layers), "layer_summary": head.layer_summary,
-                             "exclude_first_token": head.exclude_first_token, "native": head.native}
-    if head.needs_layers:
-        raise ValueError(f"{type(head).__name__} reads every hidden layer in a way the feature cache does not know; "
-                         "train it with the trainer path (fast_path=False)")
-    return TOKEN_STATES, {}
+    """What ``head`` reads from the base (``TOKEN_STATES`` or ``LAYER_STACK``) and the options that shape it."""
+    return head.reads, head.extraction()
 
 
 @dataclass
@@ -89,24 +84,21 @@ class FeatureCache:
 
     def token_batch(self, texts: Sequence[str]) -> tuple[Tensor, Tensor]:
         """Right-padded float32 states ``(batch, max_len, dim)`` and mask ``(batch, max_len)`` of ``texts``."""
-        pieces = [torch.from_numpy(np.asarray(self.values[self.offsets[r]:self.offsets[r + 1]], dtype=np.float32))
-                  for r in self.rows(texts)]
-        states = nn.utils.rnn.pad_sequence(pieces, batch_first=True)  # (batch, max_len, dim)
-        lengths = torch.tensor([len(piece) for piece in pieces])
-        mask = (torch.arange(states.shape[1])[None, :] < lengths[:, None]).to(torch.int64)  # (batch, max_len)
-        return states, mask
+        return F.pad_token_rows([
+            torch.from_numpy(np.asarray(self.values[self.offsets[r]:self.offsets[r + 1]], dtype=np.float32))
+            for r in self.rows(texts)])
 
     def stack_batch(self, texts: Sequence[str]) -> Tensor:
         """float32 per-layer summaries ``(batch, layers, dim)`` of ``texts``."""
         return torch.from_numpy(np.asarray(self.values[self.rows(texts)], dtype=np.float32))
 
     def pool(self, head: PoolingModule, texts: Sequence[str], device: torch.device | str = "cpu") -> Tensor:
-        """The head's embeddings ``(batch, dim)`` of ``texts``, through the head's own ``pool_features`` /
-        ``pool_layer_stack`` (so options such as ``exclude_first_token`` apply exactly as in the live pipeline)."""
+        """The head's embeddings ``(batch, dim)`` of ``texts``, through the head's own :meth:`~PoolingModule.head`
+        (so options such as ``exclude_first_token`` apply exactly as in the live pipeline)."""
         if self.kind == LAYER_STACK:
-            return head.pool_layer_stack(self.stack_batch(texts).to(device))
+            return head.head({"layer_stack": self.stack_batch(texts).to(device)})
         states, mask = self.token_batch(texts)
-        return head.pool_features({"token_embeddings": states.to(device), "attention_mask": mask.to(device)})
+        return head.head({"token_embeddings": states.to(device), "attention_mask": mask.to(device)})
 
     def check_fits(self, head: PoolingModule) -> None:
         kind, options = cache_kind(head)
@@ -199,12 +191,11 @@ def build_feature_cache(transformer: nn.Module, head: PoolingModule, texts: Sequ
         with torch.inference_mode():
             for rows, features in tqdm(list(zip(batches, inputs)), desc="caching features",
                                        disable=not show_progress_bar or len(batches) < 2):
-                output = transformer(_to_device(features, device))
+                extracted = head.extract(transformer(_to_device(features, device)))  # what the live head reads
                 if kind == LAYER_STACK:
-                    stack = head.layer_stack(output)  # the summaries the live head computes, options included
-                    _store(values, rows, stack.float().cpu().numpy(), dtype)  # (batch, layers, dim)
+                    _store(values, rows, extracted["layer_stack"].float().cpu().numpy(), dtype)  # (batch, layers, dim)
                     continue
-                states, mask = read_token_states(output)
+                states, mask = extracted["token_embeddings"], extracted["attention_mask"]
                 for position, row in enumerate(rows):
                     real = states[position][mask[position].bool()].float().cpu().numpy()  # (tokens, dim)
                     _store(values, slice(offsets[row], offsets[row + 1]), real, dtype)

@@ -37,8 +37,9 @@ class Recipe:
 
     def config(self, **changes: Any) -> TrainConfig:
         """The recipe's :class:`TrainConfig`; head-only recipes use the fast path unless told otherwise."""
-        changes.setdefault("fast_path", self.mode == "head")
-        return replace(TrainConfig(mode=self.mode), **changes)
+        changes.setdefault("fast_path", changes.get("mode", self.mode) == "head")
+        changes.setdefault("mode", self.mode)
+        return replace(TrainConfig(mode=changes["mode"]), **changes)
 
     @property
     def label(self) -> str:

@@ -19,6 +19,7 @@ so a failed run leaves nothing half-written there. The saved folder loads with `
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 import tempfile
 import time
@@ -28,11 +29,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from sentence_transformers import SentenceTransformer
 from torch import nn
 
 from st_pooling.atomic import owned_output, replace_folder
+from st_pooling.publish.card import write_model_card
+from st_pooling.training.batches import batch_sampler_kind
 from st_pooling.training.compat import check_lora_dependencies
 from st_pooling.training.data import PairData, ScoredPairData, TrainingData
 from st_pooling.training.fast_path import EpochRecord, pooling_position, train_head_on_cache
@@ -177,15 +181,15 @@ def _evaluator_and_metric(dev: TrainingData | None):
 
 def _history_from_logs(log_history: list[dict[str, Any]], metric: str | None, greater: bool | None,
                        epoch_seconds: list[float]) -> list[EpochRecord]:
-    """One record per epoch from the HF log history (train loss logged per epoch, eval metrics per epoch)."""
-    records: dict[int, dict[str, float]] = {}
+    """One record per epoch from the HF log history (train loss logged every step, eval metrics per epoch)."""
+    records: dict[int, dict[str, Any]] = {}
     for entry in log_history:
-        epoch = round(entry.get("epoch", 0))
+        epoch = math.ceil(entry.get("epoch", 0) - 1e-9)  # a step's fractional epoch belongs to the epoch it ends in
         if epoch < 1:
             continue
-        record = records.setdefault(epoch, {})
+        record = records.setdefault(epoch, {"losses": []})
         if "loss" in entry:
-            record["loss"] = entry["loss"]
+            record["losses"].append(entry["loss"])
         if metric and metric in entry:
             record["dev"] = entry[metric]
     name = None if metric is None else metric.removeprefix("eval_")
@@ -195,7 +199,9 @@ def _history_from_logs(log_history: list[dict[str, Any]], metric: str | None, gr
         if dev is not None and greater is False:
             dev, name = -dev, "neg_loss"
         seconds = epoch_seconds[epoch - 1] if epoch - 1 < len(epoch_seconds) else float("nan")
-        history.append(EpochRecord(epoch, records[epoch].get("loss", float("nan")), dev, name, seconds))
+        losses = records[epoch]["losses"]
+        history.append(EpochRecord(epoch, float(np.mean(losses)) if losses else float("nan"), dev, name, seconds,
+                                   losses))
     return history
 
 
@@ -222,8 +228,7 @@ def train_with_trainer(model: SentenceTransformer, train: TrainingData, workdir:
                        config: TrainConfig) -> TrainResult:
     """Train through ``SentenceTransformerTrainer`` with checkpoints in ``workdir`` (the model is updated in place)."""
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
-    from sentence_transformers.base.sampler import BatchSamplers
-    from transformers import EarlyStoppingCallback
+    from transformers import EarlyStoppingCallback, PrinterCallback
 
     loss = make_loss(config.loss, model, train)
     evaluator, eval_dataset, metric, greater = _evaluator_and_metric(dev)
@@ -245,12 +250,13 @@ def train_with_trainer(model: SentenceTransformer, train: TrainingData, workdir:
         data_seed=config.seed,
         eval_strategy="epoch" if dev is not None else "no",
         save_strategy="epoch" if dev is not None else "no",
-        logging_strategy="epoch",
+        logging_strategy="steps",
+        logging_steps=1,  # every step's loss, comparable step by step with the fast path
         load_best_model_at_end=dev is not None,
         metric_for_best_model=metric,
         greater_is_better=greater,
         save_total_limit=2 if dev is not None else None,
-        batch_sampler=BatchSamplers.NO_DUPLICATES if isinstance(train, PairData) else BatchSamplers.BATCH_SAMPLER,
+        batch_sampler=batch_sampler_kind(train),
         report_to="none",
         disable_tqdm=not config.show_progress_bar,
         dataloader_num_workers=0,
@@ -262,6 +268,7 @@ def train_with_trainer(model: SentenceTransformer, train: TrainingData, workdir:
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train.to_dataset(),
                                          eval_dataset=eval_dataset, loss=loss, evaluator=evaluator,
                                          callbacks=callbacks)
+    trainer.remove_callback(PrinterCallback)  # it would print every step's log line; the history reports them
     trainer.train()
     history = _history_from_logs(trainer.state.log_history, metric, greater, timer.seconds)
     best = max((r for r in history if r.dev_score is not None), key=lambda r: r.dev_score, default=None)
@@ -323,6 +330,7 @@ def train_model(model: SentenceTransformer, train: TrainingData, output_dir: str
         if output_dir is not None:
             model.save(str(workdir / "model"))
             _write_training_summary(workdir / "model", train, dev, config, result)
+            write_model_card(workdir / "model", model)  # Hub-ready card: st-pooling, the pooling, data, loss, curve
     result.output_dir = None if output_dir is None else Path(output_dir).expanduser().resolve()
     result.seconds = time.perf_counter() - started
     return result

@@ -29,7 +29,8 @@ from st_pooling.evaluation.stats import BootstrapResult, paired_bootstrap
 from st_pooling.models import pooling_for
 from st_pooling.search.runner import CandidateRun, SearchTrainer
 from st_pooling.search.space import Candidate, SearchSpace
-from st_pooling.training.fast_path import CachedHeadEmbedder, batch_loss, optimizer_step
+from st_pooling.training.batches import BatchStream
+from st_pooling.training.fast_path import CachedHeadEmbedder, batch_loss
 from st_pooling.training.losses import make_loss
 from st_pooling.tuning.data import DevSuite, Mixture, overall
 
@@ -126,27 +127,16 @@ class MixtureRun(CandidateRun):
         self.losses = {source.name: make_loss(source.loss, self.model, source.data)
                        for source in trainer.mixture.sources}
         self.rng = random.Random(candidate.seed)
-        self.orders: dict[str, tuple[list[int], int]] = {}
+        self.source_batches = {source.name: BatchStream(source.data, self.space.batch_size, candidate.seed)
+                               for source in trainer.mixture.sources}
         self.drawn: dict[str, int] = {source.name: 0 for source in trainer.mixture.sources}
-
-    def _rows_of(self, name: str, size: int) -> list[int]:
-        order, position = self.orders.get(name, ([], 0))
-        if position >= len(order):
-            order, position = torch.randperm(size, generator=self.generator).tolist(), 0
-        self.orders[name] = (order, position + self.space.batch_size)
-        return order[position:position + self.space.batch_size]
 
     def _train_step(self) -> None:
         self.head.train()
         source = self.trainer.mixture.draw(self.rng)
         self.drawn[source.name] += 1
-        rows = self._rows_of(source.name, len(source.data))
-        value = batch_loss(self.losses[source.name], self.embedder, source.data, rows)
-        if not math.isfinite(value.item()):
-            raise FloatingPointError(f"{self.candidate.id} {self.candidate.label}: the {source.name} loss became "
-                                     f"{value.item()} at step {self.step + 1}; lower its learning rate")
-        optimizer_step(value, self.parameters, self.optimizer, self.scheduler, max_grad_norm=None)
-        self.step += 1
+        rows = self.source_batches[source.name].next()
+        self._take_step(batch_loss(self.losses[source.name], self.embedder, source.data, rows), f"{source.name} loss")
 
     def evaluate(self) -> float:
         verdict = self.trainer.judge(self)
