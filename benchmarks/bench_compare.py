@@ -24,7 +24,7 @@ import mteb  # noqa: E402
 
 from st_pooling import build_model  # noqa: E402
 from st_pooling.evaluation.compare import compare_poolings  # noqa: E402
-from st_pooling.evaluation.runner import PoolingSpec  # noqa: E402
+from st_pooling.modules.spec import PoolingSpec  # noqa: E402
 from st_pooling.evaluation.tasks import EMBEDDED_DEFAULT_TASKS, get_tasks  # noqa: E402
 
 POOLINGS = ["mean", "max", "cls", "last_token", "weighted_mean", "gem"]

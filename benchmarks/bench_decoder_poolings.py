@@ -22,7 +22,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from st_pooling.evaluation.compare import compare_poolings  # noqa: E402
 from st_pooling.evaluation.report import markdown_report  # noqa: E402
-from st_pooling.evaluation.runner import PoolingSpec  # noqa: E402
+from st_pooling.modules.spec import PoolingSpec  # noqa: E402
 from st_pooling.evaluation.tasks import EMBEDDED_DEFAULT_TASKS, get_tasks  # noqa: E402
 
 POOLINGS = ["mean", "mean:exclude_first_token=true", "last_token", "weighted_mean",

@@ -1,4 +1,4 @@
-"""Benchmark of `st-pooling search`: predictive early stopping and successive halving against training all.
+"""Benchmark of `st-pooling sweep`: predictive early stopping and successive halving against training all.
 
 On the packaged MiniLM (frozen, max_seq_length 64), CoSENT on a seeded subset of STS-B train, dev score = cosine
 Spearman on a seeded subset of STS-B dev, 16 candidates over 5 pooling types (weighted_sum, gem, group_gem,
@@ -38,10 +38,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from st_pooling.search import HalvingSettings, PredictiveSettings, SearchSession, SearchTrainer, rung_budgets, \
+from st_pooling.sweep import HalvingSettings, PredictiveSettings, SearchSession, SearchTrainer, rung_budgets, \
     space_from_dict
-from st_pooling.search.predictor import FinalScorePredictor, r_squared
-from st_pooling.search.report import summarize, write_report
+from st_pooling.sweep.predictor import FinalScorePredictor, r_squared
+from st_pooling.sweep.report import summarize, write_report
 
 RESULTS = Path(__file__).resolve().parent / "results" / "search.json"
 ALL_LAYERS = [1, 2, 3, 4, 5, 6]
@@ -246,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{beats_halving['less_priced_compute']}")
 
     payload = {
-        "benchmark": "st-pooling search: predictive early stopping vs successive halving vs training all",
+        "benchmark": "st-pooling sweep: predictive early stopping vs successive halving vs training all",
         "command": "python benchmarks/bench_search.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "machine": {"platform": platform.platform(), "torch": torch.__version__, "threads": args.threads},
         "space": space.to_dict(),

@@ -32,7 +32,7 @@ from bench_trained_poolings import ST_MODES, TASKS, comparison_sections, evaluat
 from sentence_transformers.sentence_transformer.modules import Pooling
 
 from st_pooling.data import shared_data_dir
-from st_pooling.evaluation.runner import SharedForwardEmbedder
+from st_pooling.evaluation.shared_forward import SharedForwardEmbedder
 from st_pooling.evaluation.stats import paired_bootstrap
 from st_pooling.models import build_transformer
 from st_pooling.training.recipes import STUDY_DESIGNS

@@ -34,7 +34,7 @@ from sentence_transformers.sentence_transformer.modules import Pooling  # noqa: 
 from st_pooling import build_model  # noqa: E402
 from st_pooling.data import shared_data_dir  # noqa: E402
 from st_pooling.evaluation.compare import score_tasks  # noqa: E402
-from st_pooling.evaluation.runner import SharedForwardEmbedder  # noqa: E402
+from st_pooling.evaluation.shared_forward import SharedForwardEmbedder  # noqa: E402
 from st_pooling.evaluation.report import format_comparison_table  # noqa: E402
 from st_pooling.evaluation.stats import paired_bootstrap  # noqa: E402
 from st_pooling.evaluation.tasks import get_task  # noqa: E402

@@ -14,6 +14,7 @@ from st_pooling.modules import (
     MultiLayerTrainablePooling,
     NVEmbedPooling,
     PoolingModule,
+    PoolingSpec,
     WeightedMeanPooling,
     WeightedSumPooling,
     create_pooling,
@@ -26,7 +27,7 @@ from st_pooling.decoders.transformer import DecoderTransformer  # noqa: E402
 register_module_classes(*POOLINGS.values(), DecoderTransformer)
 
 __all__ = [
-    "build_model", "load_model", "native_pooling_of", "resolve_base", "create_pooling", "POOLINGS", "PoolingModule",
+    "build_model", "load_model", "native_pooling_of", "resolve_base", "create_pooling", "POOLINGS", "PoolingModule", "PoolingSpec",
     "MeanPooling", "MaxPooling", "CLSPooling", "LastTokenPooling", "WeightedMeanPooling",
     "WeightedSumPooling", "GeMPooling", "GroupGeMPooling",
     "LatentAttentionPooling", "NVEmbedPooling", "MultiLayerTrainablePooling",

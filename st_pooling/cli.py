@@ -10,11 +10,11 @@ import sys
 import time
 
 from st_pooling.atomic import owned_output
-from st_pooling.cli_args import positive_int
+from st_pooling.cli_args import add_progress_flag, positive_int
 from st_pooling.index.cli import add_index_commands
 from st_pooling.publish.cli import add_export_command
 from st_pooling.publish.onnx import add_export_onnx_command
-from st_pooling.search.cli import add_search_command
+from st_pooling.sweep.cli import add_sweep_command
 from st_pooling.training.cli import add_train_command
 from st_pooling.tuning.cli import add_tune_command
 
@@ -52,14 +52,15 @@ def add_compare_command(subparsers: argparse._SubParsersAction) -> None:
                              "testing several poolings against one reference (default: holm)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default=None)
-    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    add_progress_flag(parser)
     parser.set_defaults(handler=run_compare)
 
 
 def run_compare(args: argparse.Namespace) -> int:
     from st_pooling.evaluation.compare import compare_poolings
     from st_pooling.evaluation.report import write_report
-    from st_pooling.evaluation.runner import ModelEntry, PoolingSpec
+    from st_pooling.evaluation.shared_forward import ModelEntry
+    from st_pooling.modules.spec import PoolingSpec
     from st_pooling.evaluation.stats import check_bootstrap_settings
     from st_pooling.evaluation.tasks import EMBEDDED_DEFAULT_TASKS, get_tasks
 
@@ -108,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_export_onnx_command(subparsers)
     add_index_commands(subparsers)
     add_train_command(subparsers)
-    add_search_command(subparsers)
+    add_sweep_command(subparsers)
     add_tune_command(subparsers)
     return parser
 

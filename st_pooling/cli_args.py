@@ -31,3 +31,8 @@ def positive_float(text: str) -> float:
 def fraction(text: str) -> float:
     """A number in [0, 1)."""
     return _number(text, float, lambda value: 0 <= value < 1, "a number in [0, 1)")
+
+
+def add_progress_flag(parser: argparse.ArgumentParser, help: str = "hide progress bars") -> None:
+    """The one progress flag every command has: ``--no-progress`` (``--quiet`` is the same flag)."""
+    parser.add_argument("--no-progress", "--quiet", dest="no_progress", action="store_true", help=help)

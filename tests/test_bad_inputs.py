@@ -55,11 +55,11 @@ CASES = {
                                     "--output", "{tmp}/out"], ["{tmp}/out", "not empty"],
                                    {"pairs.jsonl": PAIRS, **USER_FILES}),
     # search
-    "search: a user's folder": Case(["search", "--poolings", "gem", "--lrs", "1e-3", "--output", "{tmp}/out",
+    "sweep: a user's folder": Case(["sweep", "--poolings", "gem", "--lrs", "1e-3", "--output", "{tmp}/out",
                                      "--quiet"], ["{tmp}/out", "did not write it"], USER_FILES),
-    "search: missing space file": Case(["search", "--space", "{tmp}/space.yaml", "--output", "{tmp}/s", "--quiet"],
+    "sweep: missing space file": Case(["sweep", "--space", "{tmp}/space.yaml", "--output", "{tmp}/s", "--quiet"],
                                        ["{tmp}/space.yaml"]),
-    "search: bad option in the space": Case(["search", "--poolings", "gem:initial_p=abc", "--lrs", "1e-3",
+    "sweep: bad option in the space": Case(["sweep", "--poolings", "gem:initial_p=abc", "--lrs", "1e-3",
                                              "--output", "{tmp}/s", "--quiet"], ["initial_p='abc'"]),
     # export
     "export: not a Hub id": Case(["export", "--model", "{tmp}/model", "--results", "{tmp}/results", "--name",

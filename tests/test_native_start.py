@@ -18,8 +18,8 @@ from test_decoders import tiny_model, tiny_tokenizer
 import st_pooling
 from st_pooling import POOLINGS, build_model
 from st_pooling.models import native_pooling_of
-from st_pooling.search.runner import SearchTrainer
-from st_pooling.search.space import space_from_dict
+from st_pooling.sweep.candidates import SearchTrainer
+from st_pooling.sweep.space import space_from_dict
 from st_pooling.training import PairData, TrainConfig, make_loss, train_pooling
 
 LEARNABLE = sorted(name for name, cls in POOLINGS.items() if cls.learnable)

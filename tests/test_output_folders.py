@@ -166,8 +166,8 @@ def test_search_refuses_a_folder_with_a_users_files_and_keeps_them(tmp_path, cap
     for name, text in {"report.md": "my notes", "summary.json": "{}"}.items():
         (folder / name).write_text(text)
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
-    assert main(["search", "--poolings", "gem", "--lrs", "1e-3", "--output", str(folder), "--quiet"]) == 2
-    assert "st-pooling search did not write it" in capsys.readouterr().err
+    assert main(["sweep", "--poolings", "gem", "--lrs", "1e-3", "--output", str(folder), "--quiet"]) == 2
+    assert "st-pooling sweep did not write it" in capsys.readouterr().err
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
 
 
@@ -176,7 +176,7 @@ def test_search_refuses_a_folder_with_a_users_files_and_keeps_them(tmp_path, cap
     (["train", "--epochs", "0"], "--epochs"),
     (["train", "--lr", "nan"], "--lr"),
     (["compare", "--n-resamples", "zero"], "--n-resamples"),
-    (["search", "--steps", "-1", "--output", "x"], "--steps"),
+    (["sweep", "--steps", "-1", "--output", "x"], "--steps"),
 ])
 def test_bad_numbers_are_refused_while_parsing_naming_the_option(argv, option, capsys):
     with pytest.raises(SystemExit) as exited:

@@ -70,7 +70,7 @@ def test_matches_sentence_transformers_pooling_without_the_prompt(name):
 
 
 def test_include_prompt_is_a_checked_option():
-    from st_pooling.evaluation.runner import PoolingSpec
+    from st_pooling.modules.spec import PoolingSpec
     from st_pooling.modules.options import PoolingOptionError
 
     assert PoolingSpec.parse("gem:include_prompt=false").options == {"include_prompt": False}

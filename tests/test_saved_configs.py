@@ -11,7 +11,7 @@ from safetensors.torch import load_file, save_file
 from sentence_transformers import SentenceTransformer
 
 import st_pooling
-from st_pooling.evaluation.runner import PoolingSpec
+from st_pooling.modules.spec import PoolingSpec
 from st_pooling.modules.base import CONFIG_FORMAT, CONFIG_FORMAT_KEY
 from st_pooling.modules.options import PoolingOptionError
 

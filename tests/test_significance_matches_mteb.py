@@ -13,7 +13,7 @@ import pytest
 
 from st_pooling.evaluation.compare import SCORE_TOLERANCE, compare_poolings
 from st_pooling.evaluation.report import write_report
-from st_pooling.evaluation.runner import PoolingSpec
+from st_pooling.modules.spec import PoolingSpec
 from st_pooling.evaluation.stats import holm_adjusted
 from st_pooling.evaluation.tasks import EMBEDDED_DEFAULT_TASKS, get_tasks
 

@@ -15,8 +15,8 @@ from sentence_transformers.sentence_transformer.losses import CoSENTLoss, Multip
 import st_pooling  # noqa: F401  (registers the pooling modules for loading)
 from st_pooling.cli import main
 from st_pooling.data import shared_data_dir
-from st_pooling.search.space import space_from_options
-from st_pooling.search.strategies import SearchSession, settings_for
+from st_pooling.sweep.space import space_from_options
+from st_pooling.sweep.strategies import SearchSession, settings_for
 from st_pooling.tuning.data import (DEFAULT_WEIGHTS, LocalCISITestShare, LocalCranfieldTestShare, build_dev_suite,
                                     build_mixture, ir_query_split, load_splits)
 from st_pooling.tuning.mixture import MixtureTrainer

@@ -24,7 +24,7 @@ from mteb.results import TaskResult
 from sentence_transformers.sentence_transformer.modules import Transformer
 from sklearn.metrics import v_measure_score
 
-import st_pooling
+from st_pooling import __version__
 from st_pooling.data import ClassificationData, ClusteringData, RetrievalData, STSData
 from st_pooling.evaluation.item_scores import (
     ItemScores,
@@ -33,10 +33,9 @@ from st_pooling.evaluation.item_scores import (
     retrieval_item_scores,
     sts_item_scores_from_cosines,
 )
-from st_pooling.evaluation.runner import (
+from st_pooling.evaluation.shared_forward import (
     ModelEntry,
     PoolingEncoder,
-    PoolingSpec,
     SharedForwardEmbedder,
     transformer_signature,
 )
@@ -52,6 +51,7 @@ from st_pooling.evaluation.stats import (
 from st_pooling.evaluation.local_tasks import LocalTask
 from st_pooling.models import build_transformer, pooling_for
 from st_pooling.modules.base import BaseNeeds, PoolingModule
+from st_pooling.modules.spec import PoolingSpec
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ def model_meta(base: str, label: str, dim: int, n_parameters: int | None) -> Mod
     """The mteb metadata of one configuration; its name decides where mteb stores the results."""
     return ModelMeta.create_empty(overwrites=dict(
         name=f"st-pooling/{safe_name(Path(base).name or base)}__{safe_name(label)}",
-        revision=st_pooling.__version__, similarity_fn_name=ScoringFunction.COSINE, embed_dim=dim, n_parameters=n_parameters,
+        revision=__version__, similarity_fn_name=ScoringFunction.COSINE, embed_dim=dim, n_parameters=n_parameters,
         framework=["Sentence Transformers", "PyTorch"],
     ))
 

@@ -7,7 +7,7 @@ import json
 import time
 from dataclasses import asdict
 
-from st_pooling.cli_args import fraction, positive_float, positive_int
+from st_pooling.cli_args import add_progress_flag, fraction, positive_float, positive_int
 
 
 def add_train_command(subparsers: argparse._SubParsersAction) -> None:
@@ -58,13 +58,13 @@ def add_train_command(subparsers: argparse._SubParsersAction) -> None:
     how.add_argument("--cache-max-gib", type=positive_float, default=4.0, help="memory budget of the feature cache")
     parser.add_argument("--output", required=False, default=None, help="folder for the trained model")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
-    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    add_progress_flag(parser)
     parser.add_argument("--list-recipes", action="store_true", help="print the ready designs and exit")
     parser.set_defaults(handler=run_train)
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from st_pooling.evaluation.runner import PoolingSpec
+    from st_pooling.modules.spec import PoolingSpec
     from st_pooling.models import build_model, with_native_start
     from st_pooling.training.data import load_training_data
     from st_pooling.training.recipes import RECIPES, get_recipe

@@ -29,9 +29,9 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from st_pooling import functional as F
+from st_pooling.forward import forward_batches
 from st_pooling.modules.base import LAYER_STACK, TOKEN_STATES, PoolingModule
 
 STORAGE_DTYPES = {"float16": np.float16, "float32": np.float32}
@@ -146,8 +146,13 @@ def _load_array(path: Path, mmap_mode: str | None = None) -> np.ndarray:
                          "build it again") from None
 
 
-def _to_device(features: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    return {key: value.to(device) if isinstance(value, Tensor) else value for key, value in features.items()}
+def token_counts(transformer: nn.Module, texts: Sequence[str], batch_size: int = 1024) -> np.ndarray:
+    """How many tokens the transformer reads of each text (after truncation, special tokens included)."""
+    counts = np.zeros(len(texts), dtype=np.int64)
+    for start in range(0, len(texts), batch_size):
+        mask = transformer.preprocess(list(texts[start:start + batch_size]))["attention_mask"]
+        counts[start:start + len(mask)] = mask.sum(dim=1).numpy()
+    return counts
 
 
 def build_feature_cache(transformer: nn.Module, head: PoolingModule, texts: Sequence[str], *,
@@ -168,12 +173,7 @@ def build_feature_cache(transformer: nn.Module, head: PoolingModule, texts: Sequ
     dim = head.get_embedding_dimension()
     storage = STORAGE_DTYPES[dtype]
     itemsize = np.dtype(storage).itemsize
-    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))  # similar lengths share a batch
-    batches = [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
-    inputs = [transformer.preprocess([texts[i] for i in rows]) for rows in batches]
-    lengths = np.zeros(len(texts), dtype=np.int64)
-    for rows, features in zip(batches, inputs):
-        lengths[rows] = features["attention_mask"].sum(dim=1).numpy()
+    lengths = token_counts(transformer, texts) if kind == TOKEN_STATES else np.zeros(len(texts), dtype=np.int64)
     rows_per_text = len(options["layers"]) + (options["native"] is not None) if kind == LAYER_STACK else 1
     width = dim * rows_per_text
     needed = (len(texts) if kind == LAYER_STACK else int(lengths.sum())) * width * itemsize
@@ -185,22 +185,16 @@ def build_feature_cache(transformer: nn.Module, head: PoolingModule, texts: Sequ
     offsets[1:] = np.cumsum(lengths)
     shape = (len(texts), rows_per_text, dim) if kind == LAYER_STACK else (int(offsets[-1]), dim)
     values = np.empty(shape, dtype=storage)
-    was_training = transformer.training
-    transformer.to(device).eval()
-    try:
-        with torch.inference_mode():
-            for rows, features in tqdm(list(zip(batches, inputs)), desc="caching features",
-                                       disable=not show_progress_bar or len(batches) < 2):
-                extracted = head.extract(transformer(_to_device(features, device)))  # what the live head reads
-                if kind == LAYER_STACK:
-                    _store(values, rows, extracted["layer_stack"].float().cpu().numpy(), dtype)  # (batch, layers, dim)
-                    continue
-                states, mask = extracted["token_embeddings"], extracted["attention_mask"]
-                for position, row in enumerate(rows):
-                    real = states[position][mask[position].bool()].float().cpu().numpy()  # (tokens, dim)
-                    _store(values, slice(offsets[row], offsets[row + 1]), real, dtype)
-    finally:
-        transformer.train(was_training)
+    for rows, output in forward_batches(transformer, texts, batch_size=batch_size, device=device,
+                                        desc="caching features", show_progress_bar=show_progress_bar):
+        extracted = head.extract(output)  # what the live head reads
+        if kind == LAYER_STACK:
+            _store(values, rows, extracted["layer_stack"].float().cpu().numpy(), dtype)  # (batch, layers, dim)
+            continue
+        states, mask = extracted["token_embeddings"], extracted["attention_mask"]
+        for position, row in enumerate(rows):
+            real = states[position][mask[position].bool()].float().cpu().numpy()  # (tokens, dim)
+            _store(values, slice(offsets[row], offsets[row + 1]), real, dtype)
     meta = {"dim": dim, "dtype": dtype, "texts": len(texts), **options,
             "max_seq_length": getattr(transformer, "max_seq_length", None)}
     return FeatureCache(kind, values, offsets if kind == TOKEN_STATES else None,

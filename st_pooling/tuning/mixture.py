@@ -1,10 +1,10 @@
 """The search's fast-path trainer, on a multi-task mixture, judged on every task type's dev split.
 
-:class:`MixtureTrainer` is a :class:`~st_pooling.search.runner.SearchTrainer` whose feature caches cover every
-mixture and dev text, and :class:`MixtureRun` a :class:`~st_pooling.search.runner.CandidateRun` whose step draws a
+:class:`MixtureTrainer` is a :class:`~st_pooling.sweep.candidates.SearchTrainer` whose feature caches cover every
+mixture and dev text, and :class:`MixtureRun` a :class:`~st_pooling.sweep.candidates.CandidateRun` whose step draws a
 source (probability proportional to its weight), takes that source's next batch and applies that source's own loss;
 everything else (the cached-feature embedder, ``batch_loss``, the optimizer, the schedule, the learning-curve early
-stopping of :class:`~st_pooling.search.strategies.SearchSession`) is the search's own.
+stopping of :class:`~st_pooling.sweep.strategies.SearchSession`) is the search's own.
 
 Its dev score is :func:`st_pooling.tuning.data.overall` (the mean over task types). At every evaluation point the
 trainer also applies the never-worse rule: a point is *eligible* when no task type's dev score is significantly
@@ -27,8 +27,8 @@ from sentence_transformers.sentence_transformer.modules import Normalize
 from st_pooling.evaluation.item_scores import ItemScores
 from st_pooling.evaluation.stats import BootstrapResult, paired_bootstrap
 from st_pooling.models import pooling_for
-from st_pooling.search.runner import CandidateRun, SearchTrainer
-from st_pooling.search.space import Candidate, SearchSpace
+from st_pooling.sweep.candidates import CandidateRun, SearchTrainer
+from st_pooling.sweep.space import Candidate, SearchSpace
 from st_pooling.training.batches import BatchStream
 from st_pooling.training.fast_path import CachedHeadEmbedder, batch_loss
 from st_pooling.training.losses import make_loss

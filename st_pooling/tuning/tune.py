@@ -2,7 +2,7 @@
 worse than the native pooling on any task type's dev split, then test it against the native pooling.
 
 Steps: (1) splits, mixture and dev suite (:mod:`st_pooling.tuning.data`); (2) the search
-(:class:`~st_pooling.search.strategies.SearchSession`, learning-curve early stopping) with a
+(:class:`~st_pooling.sweep.strategies.SearchSession`, learning-curve early stopping) with a
 :class:`~st_pooling.tuning.mixture.MixtureTrainer`, which applies the never-worse rule at every evaluation point;
 (3) the kept head saved as a normal SentenceTransformer folder (``<output>/model``), or nothing saved and the native
 pooling kept; (4) the kept head against the native pooling on the seven local test tasks through mteb, with paired
@@ -24,11 +24,11 @@ import numpy as np
 
 from st_pooling.atomic import owned_output
 from st_pooling.evaluation.compare import Comparison, score_tasks
-from st_pooling.evaluation.runner import SharedForwardEmbedder
+from st_pooling.evaluation.shared_forward import SharedForwardEmbedder
 from st_pooling.evaluation.stats import BootstrapResult, corrected, paired_bootstrap, wilcoxon_by_task_type
 from st_pooling.models import is_decoder_model, native_pooling_of, pooling_for, resolve_base
-from st_pooling.search.space import space_from_options
-from st_pooling.search.strategies import SearchSession, settings_for
+from st_pooling.sweep.space import space_from_options
+from st_pooling.sweep.strategies import SearchSession, settings_for
 from st_pooling.tuning.data import (build_dev_suite, build_mixture, load_splits, overall,
                                     test_tasks)
 from st_pooling.tuning.defaults import (DEFAULT_EVAL_EVERY, DEFAULT_HEADS, DEFAULT_IR_DISTRACTORS, DEFAULT_LRS,

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from st_pooling.search.space import Candidate
+from st_pooling.sweep.space import Candidate
 
 CURVE_FEATURE_NAMES = ("progress", "last", "previous", "first_difference", "second_difference", "mean_slope",
                        "gain_since_start", "best_so_far", "start")

@@ -1,25 +1,26 @@
-"""`st-pooling search`: pick a pooling configuration with predictive early stopping (or successive halving)."""
+"""`st-pooling sweep`: pick a pooling configuration with predictive early stopping (or successive halving)."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 from st_pooling.atomic import owned_output
-from st_pooling.cli_args import positive_float, positive_int
+from st_pooling.cli_args import add_progress_flag, positive_float, positive_int
 
 
-def add_search_command(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``st-pooling search`` on the main parser's subparsers."""
+def add_sweep_command(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``st-pooling sweep`` on the main parser's subparsers."""
     parser = subparsers.add_parser(
-        "search", help="search pooling configurations with learning-curve prediction and early stopping",
+        "sweep", aliases=["search"], help="sweep pooling configurations with learning-curve prediction and early stopping",
         description="Train candidate pooling heads on cached features of the frozen base, record the dev score at "
                     "fixed points of each learning curve, and stop a candidate when a regression on its curve so far "
                     "says its final score is unlikely to beat the best so far (Baker et al. 2017). Writes the best "
                     "model (best_model/), report.md (all candidates), curves.png and summary.json to --output. "
                     "Run the same command again to continue an interrupted search.")
     space = parser.add_argument_group("search space (a file, or options; options given override the file)")
-    space.add_argument("--space", default=None, help="a .yaml/.yml/.json search-space file (see docs/search.md)")
+    space.add_argument("--space", default=None, help="a .yaml/.yml/.json search-space file (see docs/sweep.md)")
     space.add_argument("--poolings", nargs="+", default=None, metavar="SPEC",
                        help="pooling specs, e.g. weighted_sum gem latent_attention:num_latents=4 "
                             "mltp:layers=4+5+6 (each tried with every --lrs)")
@@ -62,14 +63,14 @@ def add_search_command(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--output", required=True, help="folder of the search (state, best model, report)")
     parser.add_argument("--device", default=None)
     parser.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (1 is often fastest for heads)")
-    parser.add_argument("--quiet", action="store_true", help="print only the report")
+    add_progress_flag(parser, "hide the progress lines: print only the report")
     parser.add_argument("--overwrite", action="store_true",
                         help="write into a non-empty output folder that an earlier search did not write")
-    parser.set_defaults(handler=run_search)
+    parser.set_defaults(handler=run_sweep)
 
 
 def build_space(args: argparse.Namespace):
-    from st_pooling.search.space import SearchSpaceError, load_space, space_from_options
+    from st_pooling.sweep.space import SearchSpaceError, load_space, space_from_options
 
     overrides = {key: getattr(args, key) for key in ("base", "train", "dev", "max_train", "max_dev", "steps",
                                                      "eval_every", "batch_size", "max_seq_length", "loss", "seed",
@@ -83,12 +84,15 @@ def build_space(args: argparse.Namespace):
     return space_from_options(args.poolings, args.lrs, **overrides)
 
 
-def run_search(args: argparse.Namespace) -> int:
+def run_sweep(args: argparse.Namespace) -> int:
+    if getattr(args, "command", None) == "search":
+        print("st-pooling search is now st-pooling sweep (the index look-up is st-pooling index search); the old "
+              "name will go in a later release", file=sys.stderr)
     import torch
 
-    from st_pooling.search.report import write_report
-    from st_pooling.search.runner import SearchTrainer
-    from st_pooling.search.strategies import SearchSession, settings_for
+    from st_pooling.sweep.report import write_report
+    from st_pooling.sweep.candidates import SearchTrainer
+    from st_pooling.sweep.strategies import SearchSession, settings_for
 
     space = build_space(args)
     if args.strategy == "predictive":
@@ -104,16 +108,16 @@ def run_search(args: argparse.Namespace) -> int:
     started = time.perf_counter()
 
     def progress(event: str, record) -> None:
-        if args.quiet or event == "point":
+        if args.no_progress or event == "point":
             return
         score = f"{record.scores[-1]:.4f}" if record.scores else "-"
         print(f"{event:<8} {record.id:<24} {record.label:<60} step {record.steps_trained:>5} dev {score} "
               f"{record.stop_reason or ''}", flush=True)
 
-    with owned_output(args.output, "search", overwrite=args.overwrite) as output:  # one search per folder at a time
+    with owned_output(args.output, "sweep", overwrite=args.overwrite) as output:  # one sweep per folder at a time
         session = SearchSession(space, SearchTrainer(space, device=args.device), output, args.strategy, settings,
                                 on_event=progress)
-        if session.resumed and not args.quiet:
+        if session.resumed and not args.no_progress:
             done = sum(record.status in ("finished", "stopped") for record in session.state.records.values())
             print(f"continuing the search in {args.output}: {done} of {len(space.candidates)} candidates done")
         session.run()

@@ -1,4 +1,4 @@
-"""`st-pooling search` on the packaged MiniLM with real STS-B data (small subsets, few steps, max_seq_length 48).
+"""`st-pooling sweep` on the packaged MiniLM with real STS-B data (small subsets, few steps, max_seq_length 48).
 
 The learning curves are real: every candidate is trained on cached features of the frozen MiniLM and evaluated on a
 STS-B dev subset. One session-wide trainer builds the token-state cache once; the tests reuse it.
@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from st_pooling.data.paths import shared_data_dir
-from st_pooling.search import (
+from st_pooling.sweep import (
     Curve,
     FinalScorePredictor,
     HalvingSettings,
@@ -30,8 +30,8 @@ from st_pooling.search import (
     space_from_dict,
     space_from_options,
 )
-from st_pooling.search.curves import ConfigEncoder, curve_features
-from st_pooling.search.predictor import leave_one_curve_out
+from st_pooling.sweep.curves import ConfigEncoder, curve_features
+from st_pooling.sweep.predictor import leave_one_curve_out
 
 pytestmark = pytest.mark.skipif(shared_data_dir() is None or not (shared_data_dir() / "stsbenchmark").is_dir(),
                                 reason="needs the shared STS Benchmark data")
@@ -97,7 +97,7 @@ def test_predictor_beats_last_value_on_held_out_real_curves(full_curves):
 def test_svr_predictor_ranks_held_out_curves(full_curves):
     """The SVR alternative tracks held-out final scores (rank correlation), though on these curves (clipped steps, the
     trainer's batch order) it does not beat the last value observed, which the default forest does (see above and
-    docs/search.md)."""
+    docs/sweep.md)."""
     from scipy.stats import spearmanr
 
     space = space_from_dict(CURVE_SPACE)
@@ -290,7 +290,7 @@ def test_state_of_an_older_version_is_refused_clearly(resume_trainer, tmp_path):
     session = SearchSession(space, resume_trainer, tmp_path, "predictive", PredictiveSettings())
     payload = session.state.to_dict() | {"version": 1}
     session.state_path.write_text(json.dumps(payload))
-    with pytest.raises(ValueError, match="another version of st-pooling search"):
+    with pytest.raises(ValueError, match="another version of st-pooling sweep"):
         SearchSession(space, resume_trainer, tmp_path, "predictive", PredictiveSettings())
     assert json.loads(session.state_path.read_text()) == payload
 
@@ -390,15 +390,15 @@ def test_bad_pooling_options_fail_before_any_training(resume_trainer, tmp_path):
 
 
 def test_search_command_writes_model_table_and_png(tmp_path, capsys):
-    from st_pooling.search.cli import add_search_command
+    from st_pooling.sweep.cli import add_sweep_command
 
     parser = argparse.ArgumentParser()
-    add_search_command(parser.add_subparsers())
+    add_sweep_command(parser.add_subparsers())
     space = tmp_path / "space.yaml"
     space.write_text("max_train: 64\nmax_dev: 60\nmax_seq_length: 32\nbatch_size: 16\nsteps: 12\neval_every: 4\n"
                      "candidates:\n  - {pooling: weighted_sum, lr: [0.001, 0.05]}\n  - {pooling: gem, lr: 0.1}\n")
     output = tmp_path / "search"
-    args = parser.parse_args(["search", "--space", str(space), "--output", str(output), "--strategy", "halving",
+    args = parser.parse_args(["sweep", "--space", str(space), "--output", str(output), "--strategy", "halving",
                               "--eta", "2", "--threads", "1", "--quiet"])
     assert args.handler(args) == 0
     summary = json.loads((output / "summary.json").read_text())
@@ -408,9 +408,9 @@ def test_search_command_writes_model_table_and_png(tmp_path, capsys):
     assert report.count("| c0") == 3 and "finished ★" in report
     assert (output / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (output / "best_model" / "modules.json").is_file()
-    assert "st-pooling search: halving" in capsys.readouterr().out
+    assert "st-pooling sweep: halving" in capsys.readouterr().out
     with pytest.raises(SearchSpaceError, match="not both"):
-        args = parser.parse_args(["search", "--space", str(space), "--poolings", "gem", "--lrs", "0.1",
+        args = parser.parse_args(["sweep", "--space", str(space), "--poolings", "gem", "--lrs", "0.1",
                                   "--output", str(tmp_path / "x")])
         args.handler(args)
 
@@ -455,7 +455,7 @@ def test_a_planted_pickle_checkpoint_is_refused_not_executed(resume_trainer, tmp
     checkpoint = interrupt_at_step_4(resume_trainer, tmp_path)
     marker = tmp_path / "code-ran"
     torch.save({"candidate": _RunsAShellCommand(marker)}, checkpoint)
-    with caplog.at_level("WARNING", logger="st_pooling.search.strategies"):
+    with caplog.at_level("WARNING", logger="st_pooling.sweep.strategies"):
         state = SearchSession(space, resume_trainer, tmp_path, "all").run()
     assert not marker.exists(), "resuming the search executed the planted pickle"
     assert str(checkpoint) in caplog.text and "trained again from its start" in caplog.text

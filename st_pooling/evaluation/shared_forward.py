@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,50 +22,11 @@ from mteb.models import ModelMeta
 from mteb.models.abs_encoder import AbsEncoder
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer.modules import Normalize, Transformer
-from tqdm.auto import tqdm
 
-from st_pooling.modules.base import BaseNeeds, PoolingModule
-from st_pooling.modules.options import checked_options
-from st_pooling.modules.registry import pooling_class
+from st_pooling.forward import forward_batches
+from st_pooling.modules.base import PoolingModule
 
 DEFAULT_CACHE_BYTES = 2 * 1024**3
-
-
-@dataclass(frozen=True)
-class PoolingSpec:
-    """A pooling configuration to compare: a registered name and its constructor options."""
-
-    pooling: str
-    options: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def label(self) -> str:
-        if not self.options:
-            return self.pooling
-        return f"{self.pooling}({','.join(f'{k}={v}' for k, v in sorted(self.options.items()))})"
-
-    def base_needs(self) -> BaseNeeds:
-        """The base settings this pooling needs (see :meth:`PoolingModule.base_needs_for`)."""
-        return pooling_class(self.pooling).base_needs_for(self.options)
-
-    @classmethod
-    def parse(cls, text: str) -> PoolingSpec:
-        """``"gem"``, ``"gem:initial_p=2,negatives=clamp"``, ``"mltp:layers=1,3,5,layer_summary=mean"`` (a part
-        without ``=`` continues the list before it) or ``"mltp:layers=4+5+6"``; values are checked and typed by
-        :func:`st_pooling.modules.options.checked_options`."""
-        name, _, rest = text.strip().partition(":")
-        raw: dict[str, str] = {}
-        key = None
-        for item in filter(None, (part.strip() for part in rest.split(","))):
-            name_part, sep, value = item.partition("=")
-            if sep and name_part.strip():
-                key = name_part.strip()
-                raw[key] = value.strip()
-            elif not sep and key is not None and raw[key] and item.lstrip("-").isdigit():
-                raw[key] += "," + item  # layers=1,3,5
-            else:
-                raise ValueError(f"pooling option {item!r} in {text!r} is not of the form key=value")
-        return cls(name, checked_options(pooling_class(name), raw, f"pooling spec {text!r}"))
 
 
 @dataclass(frozen=True)
@@ -180,16 +141,11 @@ class SharedForwardEmbedder:
         if todo:
             self._forward(todo, store=True)
 
-    @torch.inference_mode()
     def _forward(self, texts: list[str], store: bool) -> np.ndarray:
-        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))  # similar lengths share a batch
         result = np.empty((len(texts), len(self.labels), self.transformer.get_embedding_dimension()), np.float32)
-        batches = range(0, len(order), self.batch_size)
-        for start in tqdm(batches, desc="shared forward", disable=not self.show_progress_bar or len(batches) < 2):
-            rows = order[start:start + self.batch_size]
-            features = self.transformer.preprocess([texts[i] for i in rows])
-            features = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
-            features = self.transformer(features)
+        for rows, features in forward_batches(self.transformer, texts, batch_size=self.batch_size,
+                                              device=self.device, desc="shared forward",
+                                              show_progress_bar=self.show_progress_bar):
             for position, label in enumerate(self.labels):
                 pooled = self.poolings[label](dict(features))["sentence_embedding"].float()
                 if self.normalize:

@@ -9,9 +9,10 @@ import pytest
 
 from st_pooling import build_model
 from st_pooling.cli import main
-from st_pooling.evaluation.runner import EmbeddingCache, PoolingSpec, SharedForwardEmbedder
+from st_pooling.evaluation.shared_forward import EmbeddingCache, SharedForwardEmbedder
 from st_pooling.models import build_transformer, pooling_for
 from st_pooling.modules.base import BaseNeeds
+from st_pooling.modules.spec import PoolingSpec
 
 SPECS = ["mean", "max", "cls", "last_token", "weighted_mean", "gem", "weighted_sum", "mltp"]
 
@@ -95,7 +96,7 @@ def test_compare_on_saved_trained_models_gives_mteb_scores_of_the_models_loaded_
     from sentence_transformers import SentenceTransformer
 
     from st_pooling.evaluation.compare import compare_poolings, shared_forward_groups
-    from st_pooling.evaluation.runner import ModelEntry
+    from st_pooling.evaluation.shared_forward import ModelEntry
     from st_pooling.evaluation.tasks import get_tasks
 
     torch.manual_seed(0)

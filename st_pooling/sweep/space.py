@@ -267,7 +267,7 @@ def load_space(path: str | Path) -> SearchSpace:
 
 def space_from_options(poolings: Sequence[str], learning_rates: Sequence[float], **settings: Any) -> SearchSpace:
     """A grid of pooling specs (``gem``, ``latent_attention:num_latents=4``) times learning rates."""
-    from st_pooling.evaluation.runner import PoolingSpec
+    from st_pooling.modules.spec import PoolingSpec
 
     if not poolings:
         raise SearchSpaceError("give at least one pooling (--poolings) or a search-space file (--space)")

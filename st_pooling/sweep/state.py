@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from st_pooling.search.space import Candidate, SearchSpace
+from st_pooling.sweep.space import Candidate, SearchSpace
 
 STATE_VERSION = 2
 """Version 2 counts dev evaluations apart from training and lets each strategy choose its evaluation points."""
@@ -112,7 +112,7 @@ class SearchState:
     @classmethod
     def from_dict(cls, payload: dict[str, Any]) -> SearchState:
         if payload.get("version") != STATE_VERSION:
-            raise ValueError(f"it was written by another version of st-pooling search (state version "
+            raise ValueError(f"it was written by another version of st-pooling sweep (state version "
                              f"{payload.get('version')!r}, this one reads {STATE_VERSION}; its curves were evaluated "
                              "on another schedule)")
         records = {item["id"]: CandidateRecord(**item) for item in payload["records"]}

@@ -31,7 +31,7 @@ from st_pooling.atomic import replace_folder
 from st_pooling.models import build_transformer, pooling_for, with_native_start
 from st_pooling.modules.base import BaseNeeds, PoolingModule
 from st_pooling.modules.registry import pooling_class
-from st_pooling.search.space import Candidate, SearchSpace, SearchSpaceError
+from st_pooling.sweep.space import Candidate, SearchSpace, SearchSpaceError
 from st_pooling.training.batches import BatchStream
 from st_pooling.training.data import TrainingData, load_training_data
 from st_pooling.training.fast_path import (CachedHeadEmbedder, batch_loss, dev_score, head_optimizer,

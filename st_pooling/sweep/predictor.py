@@ -24,8 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import norm
 
-from st_pooling.search.curves import ConfigEncoder, curve_features
-from st_pooling.search.space import Candidate
+from st_pooling.sweep.curves import ConfigEncoder, curve_features
+from st_pooling.sweep.space import Candidate
 
 METHODS = ("forest", "svr")
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from st_pooling.search.predictor import FinalScorePredictor, leave_one_curve_out, r_squared
-from st_pooling.search.state import CandidateRecord, write_json_atomically
-from st_pooling.search.strategies import PredictiveSettings, SearchSession
+from st_pooling.sweep.predictor import FinalScorePredictor, leave_one_curve_out, r_squared
+from st_pooling.sweep.state import CandidateRecord, write_json_atomically
+from st_pooling.sweep.strategies import PredictiveSettings, SearchSession
 
 
 def _number(value: float | None, digits: int = 4) -> float | None:
@@ -136,7 +136,7 @@ def plot_curves(session: SearchSession, path: str | Path, title: str | None = No
         axis.set_ylim(max(min(finite), top - 0.25) - 0.005, top + 0.01)
     axis.set_xlabel("training steps")
     axis.set_ylabel("dev score (cosine Spearman)")
-    axis.set_title(title or f"st-pooling search ({session.state.strategy}): {len(session.space.candidates)} candidates")
+    axis.set_title(title or f"st-pooling sweep ({session.state.strategy}): {len(session.space.candidates)} candidates")
     axis.legend(loc="lower right", fontsize=8)
     axis.grid(alpha=0.3)
     figure.tight_layout()
@@ -154,7 +154,7 @@ def write_report(session: SearchSession, folder: str | Path | None = None,
     write_json_atomically(folder / "summary.json", summary)
     png = plot_curves(session, folder / "curves.png")
     best = summary["best"]
-    lines = [f"# st-pooling search: {summary['strategy']}", ""]
+    lines = [f"# st-pooling sweep: {summary['strategy']}", ""]
     if best:
         lines.append(f"Chosen: **{best['label']}** ({best['id']}), final dev score {best['final_dev_score']:.4f}; "
                      f"saved as a ready model in `{best['model']}`.")

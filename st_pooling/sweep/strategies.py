@@ -33,11 +33,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from st_pooling.search.curves import ConfigEncoder
-from st_pooling.search.predictor import METHODS, Curve, FinalScorePredictor
-from st_pooling.search.runner import CandidateRun, SearchTrainer
-from st_pooling.search.space import Candidate, SearchSpace
-from st_pooling.search.state import CandidateRecord, SearchState, open_state
+from st_pooling.sweep.curves import ConfigEncoder
+from st_pooling.sweep.predictor import METHODS, Curve, FinalScorePredictor
+from st_pooling.sweep.candidates import CandidateRun, SearchTrainer
+from st_pooling.sweep.space import Candidate, SearchSpace
+from st_pooling.sweep.state import CandidateRecord, SearchState, open_state
 
 logger = logging.getLogger(__name__)
 
