@@ -193,9 +193,12 @@ def test_string_and_int_ids_survive_save_load_and_add(tmp_path, model, cran_docs
         _, ids = index.search_vectors(cran_vectors[:300], 1)
         assert index.ids_for(ids[:, 0]) == [d.id for d in docs]
         assert index.metadata["id_type"] == ("int64" if name == "ints" else "string")
-    raw = faiss.read_index(str(next((tmp_path / "ints").glob("v*/index.faiss"))))
-    _, raw_ids = raw.search(cran_vectors[250:251], 1)
-    assert raw_ids[0, 0] == 10**12 + 7 * 250  # the user's int64 id is the faiss id itself
+    raw = faiss.read_index(str(next((tmp_path / "ints").glob("v*/segment-000002.faiss"))))  # the add's segment
+    _, raw_rows = raw.search(cran_vectors[250:251], 1)
+    assert raw_rows[0, 0] == 50  # segments key vectors by position; the document store maps rows to ids
+    with pytest.raises(CorpusError, match="keys documents by 64-bit integer ids"):
+        add_documents(model, [Document("x1", "text")], tmp_path / "ints", embeddings=cran_vectors[:1],
+                      show_progress=False)
 
 
 @needs_cranfield

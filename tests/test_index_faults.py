@@ -108,13 +108,14 @@ def _random_bytes(path: Path) -> None:
 
 
 DAMAGES = {
-    "index.faiss truncated": ("index.faiss", _truncate),
-    "index.faiss random bytes": ("index.faiss", _random_bytes),
-    "index.faiss deleted": ("index.faiss", Path.unlink),
-    "documents.jsonl truncated": ("documents.jsonl", _truncate),
+    "segment truncated": ("segment-000001.faiss", _truncate),
+    "segment random bytes": ("segment-000001.faiss", _random_bytes),
+    "segment deleted": ("segment-000001.faiss", Path.unlink),
+    "documents.sqlite truncated": ("documents.sqlite", _truncate),
+    "documents.sqlite random bytes": ("documents.sqlite", _random_bytes),
+    "documents.sqlite deleted": ("documents.sqlite", Path.unlink),
     "metadata.json truncated": ("metadata.json", _truncate),
     "metadata.json deleted": ("metadata.json", Path.unlink),
-    "document_offsets.npy random bytes": ("document_offsets.npy", _random_bytes),
     "CURRENT deleted": ("../CURRENT", Path.unlink),
 }
 
@@ -136,7 +137,7 @@ def test_damaged_index_names_the_file_and_the_rebuild_command(damage, tmp_path, 
     model_name = "MODEL" if name in ("metadata.json", "../CURRENT") else "minilm"  # the name is in the metadata
     command = f"st-pooling index build --model {model_name} --corpus YOUR_CORPUS --index {path} --overwrite"
     assert command in err
-    if damage == "index.faiss truncated":  # add reads the index the same way
+    if damage == "segment truncated":  # add reads the index the same way
         code, _, add_err = cli_run(capsys, "index", "add", "--model", "minilm", "--index", str(path), "--corpus",
                                    str(corpus))
         assert code == 2 and add_err.splitlines()[-1] == err.splitlines()[-1]
@@ -150,13 +151,15 @@ def test_damaged_index_names_the_file_and_the_rebuild_command(damage, tmp_path, 
 
 
 def test_damaged_document_row_is_reported_at_search_time(tmp_path, built, model):
-    """A row whose bytes are spoiled in place (same size) is found when it is read, not as a JSON traceback."""
+    """A row spoiled in place (its text replaced by bytes) is found when it is read, not as a traceback."""
+    import sqlite3
+
     path = tmp_path / "index"
     shutil.copytree(built, path)
-    documents = next(path.glob("v0*")) / "documents.jsonl"
-    documents.write_bytes(documents.read_bytes().replace(b'"text"', b'"tex\xff"'))
+    with sqlite3.connect(next(path.glob("v0*")) / "documents.sqlite") as connection:
+        connection.execute("UPDATE documents SET text = CAST(x'ff00' AS BLOB)")
     index = SearchIndex.load(path, model)
-    with pytest.raises(DamagedIndexError, match=r"documents\.jsonl row \d is not a JSON object"):
+    with pytest.raises(DamagedIndexError, match=r"documents\.sqlite row \d does not hold an id, a text"):
         index.search("wing stall", k=5)
 
 
@@ -193,7 +196,7 @@ def test_second_writer_waits_or_is_refused_with_the_holders_pid(tmp_path, corpus
         refused = start_cli(tmp_path / "refused.log", *add, "--no-wait")
         waiting = start_cli(tmp_path / "waiting.log", *add)
         code, log = finish(refused, tmp_path / "refused.log")
-        assert code == 2 and f"is being written by another process (pid {os.getpid()})" in log
+        assert code == 2 and f"is being written by another process (pid {os.getpid()}:" in log
         wait_for(lambda: "waiting for it to finish" in (tmp_path / "waiting.log").read_text(), "the waiting message",
                  waiting, tmp_path / "waiting.log")
         time.sleep(1)
@@ -210,17 +213,19 @@ def test_a_killed_writer_releases_the_lock_and_its_staging_is_removed(tmp_path, 
     many = write_jsonl(tmp_path / "many.jsonl", {f"m{i}": f"{TEXTS[i % 5]} variant {i}" for i in range(20000)})
     writer = start_cli(tmp_path / "killed.log", "index", "add", "--model", "minilm", "--index", str(path),
                        "--corpus", str(many), "--batch-size", "8")
+    journal = next(path.glob("v0*")) / "documents.sqlite-journal"  # the add's open SQLite transaction
     try:
-        wait_for(lambda: any(path.glob(".staging-*/documents.jsonl")), "the writer's staging folder", writer,
-                 tmp_path / "killed.log")
+        wait_for(journal.exists, "the writer's open transaction", writer, tmp_path / "killed.log")
     finally:
         writer.send_signal(signal.SIGKILL)
         writer.wait()
-    assert list(path.glob(".staging-*"))  # what the dead writer left
-    # the lock died with its holder, so this need not wait; it removes the dead writer's staging
+    assert journal.exists()  # what the dead writer left: its rows, uncommitted
+    assert len(SearchIndex.load(path, model)) == 5  # readers never see them
+    # the lock died with its holder, so this need not wait; SQLite rolls the dead writer's rows back
     add_documents(model, [Document("late", "a late document")], path, show_progress=False, wait=False)
-    assert not list(path.glob(".staging-*"))
-    assert len(SearchIndex.load(path, model)) == 6
+    assert not journal.exists() and not list(path.glob(".staging-*"))
+    index = SearchIndex.load(path, model)
+    assert len(index) == 6 and index.search("a late document", k=1)[0][0].id == "late"
 
 
 def test_refused_build_into_a_foreign_folder_leaves_no_lock_file(tmp_path, model):

@@ -6,7 +6,15 @@
 
 See docs/indexing.md for choosing an index type.
 """
-from st_pooling.index.build import BuildReport, add_documents, build_index, encode_normalized
+from st_pooling.index.build import (
+    BuildReport,
+    add_documents,
+    build_index,
+    compact_index,
+    encode_normalized,
+    merge_indexes,
+    train_index,
+)
 from st_pooling.index.corpus import CorpusFile, Document, documents_from_mapping, scan_corpus
 from st_pooling.index.errors import (
     CorpusError,
@@ -42,14 +50,17 @@ __all__ = [
     "SearchIndex",
     "add_documents",
     "build_index",
+    "compact_index",
     "choose_index_spec",
     "documents_from_mapping",
     "encode_normalized",
     "evaluate_index",
     "evaluate_with_mteb",
     "load_index",
+    "merge_indexes",
     "model_fingerprint",
     "recall_against_exact",
     "retrieval_data_from_task",
     "scan_corpus",
+    "train_index",
 ]

@@ -10,16 +10,53 @@ from st_pooling.cli_args import positive_int
 from st_pooling.index.corpus import CORPUS_FORMATS, CorpusFile
 
 
-def resolve_model(name: str, device: str | None = None):
-    """A SentenceTransformer from a folder, a Hub name, or a packaged short name ('minilm', 'smollm2')."""
-    from sentence_transformers import SentenceTransformer
+def resolve_model(name: str, device: str | None = None, *, pooling: str | None = None,
+                  max_seq_length: int | None = None):
+    """A SentenceTransformer from a folder, a Hub name, or a packaged short name ('minilm', 'smollm2').
 
-    from st_pooling.models import resolve_base
+    A saved SentenceTransformer (a folder or Hub model with modules.json, such as the packaged MiniLM) is loaded as
+    it is. Anything else (a plain transformers model such as the packaged SmolLM2) is assembled by
+    ``st_pooling.models.build_model`` with ``pooling`` (default: the base's native pooling), so decoders get their
+    own handling. ``max_seq_length`` truncates longer texts."""
+    from st_pooling.loading import load_model
+    from st_pooling.models import build_model, native_pooling_of, resolve_base
 
-    return SentenceTransformer(resolve_base(name), device=device)
+    path = resolve_base(name)
+    if _is_sentence_transformer(path):
+        if pooling:
+            raise ValueError(f"--pooling {pooling}: {name} is a saved SentenceTransformer, loaded with its own pooling; "
+                             "leave out --pooling, or give a plain transformers model to pool")
+        model = load_model(path, device=device)
+    else:
+        model = build_model(path, pooling or native_pooling_of(path), device=device)
+    if max_seq_length:
+        model.max_seq_length = max_seq_length
+    return model
 
 
-INDEX_PARAMS = ("M", "ef_construction", "ef_search", "nlist", "nprobe", "pq_m")
+def _is_sentence_transformer(path: str) -> bool:
+    if Path(path).is_dir():
+        return (Path(path) / "modules.json").is_file()
+    from sentence_transformers.util import load_file_path
+
+    try:
+        return load_file_path(path, "modules.json") is not None
+    except Exception:  # offline, or not on the Hub: building it will say what is wrong
+        return False
+
+
+def _model_for(args: argparse.Namespace, index: str | None = None):
+    """The --model of a command; add and search default --max-seq-length to the one the index was built with."""
+    max_seq_length = args.max_seq_length
+    if max_seq_length is None and index is not None:
+        from st_pooling.index.store import read_live_metadata
+
+        metadata = read_live_metadata(index)
+        max_seq_length = (metadata or {}).get("model", {}).get("max_seq_length")
+    return resolve_model(args.model, args.device, pooling=args.pooling, max_seq_length=max_seq_length)
+
+
+INDEX_PARAMS = ("M", "ef_construction", "ef_search", "nlist", "nprobe", "pq_m", "refine")
 
 
 def index_param(text: str) -> tuple[str, int]:
@@ -35,16 +72,24 @@ def index_param(text: str) -> tuple[str, int]:
 
 
 def _cmd_build(args: argparse.Namespace) -> None:
-    from st_pooling.index.build import add_documents, build_index
+    from st_pooling.index.build import add_documents, build_index, train_index
 
-    model = resolve_model(args.model, args.device)
     corpus = CorpusFile(args.corpus, args.format)
+    progress = not args.no_progress
     if args.command_name == "add":
-        report = add_documents(model, corpus, args.index, batch_size=args.batch_size, wait=not args.no_wait)
+        report = add_documents(_model_for(args, args.index), corpus, args.index, batch_size=args.batch_size,
+                               wait=not args.no_wait, show_progress=progress, document_prompt=args.document_prompt)
+    elif args.command_name == "train":
+        report = train_index(_model_for(args), corpus, args.index, model_name=args.model, pq=args.pq,
+                             index_params=dict(args.param), batch_size=args.batch_size, overwrite=args.overwrite,
+                             show_progress=progress, document_prompt=args.document_prompt,
+                             query_prompt=args.query_prompt, seed=args.seed, count=args.total_count)
     else:
-        report = build_index(model, corpus, args.index, model_name=args.model, index_type=args.type, pq=args.pq,
-                             index_params=dict(args.param), batch_size=args.batch_size,
-                             id_type=args.id_type, overwrite=args.overwrite, wait=not args.no_wait)
+        report = build_index(_model_for(args), corpus, args.index, model_name=args.model, index_type=args.type,
+                             pq=args.pq, index_params=dict(args.param), batch_size=args.batch_size,
+                             id_type=args.id_type, overwrite=args.overwrite, wait=not args.no_wait,
+                             show_progress=progress, document_prompt=args.document_prompt,
+                             query_prompt=args.query_prompt, trained=args.trained, seed=args.seed)
     print(f"{report.path}: {report.spec.kind} index {report.spec.params or ''} ({report.spec.chosen_by}), "
           f"added {report.added:,}, holds {report.total:,}; encoding {report.encode_seconds:.1f} s, "
           f"indexing {report.index_seconds:.2f} s")
@@ -59,7 +104,8 @@ def _cmd_search(args: argparse.Namespace) -> None:
                     if line.strip()]
     if not queries:
         raise ValueError("give at least one --query TEXT or a --queries-file")
-    index = SearchIndex.load(args.index, resolve_model(args.model, args.device))
+    index = SearchIndex.load(args.index, _model_for(args, args.index), mmap=not args.in_memory,
+                             query_prompt=args.query_prompt)
     index.set_search_params(ef_search=args.ef_search, nprobe=args.nprobe)
     results = index.search(queries, k=args.k)
     if args.json:
@@ -77,9 +123,7 @@ def _cmd_eval(args: argparse.Namespace) -> None:
     from st_pooling.evaluation.tasks import get_task
     from st_pooling.index.evaluate import evaluate_index, evaluate_with_mteb, retrieval_data_from_task
 
-    model = resolve_model(args.model, args.device)
-    if args.max_seq_length:
-        model.max_seq_length = args.max_seq_length
+    model = _model_for(args)
     task = get_task(args.task, data_dir=args.data_dir, max_items=args.max_queries)
     evaluation = evaluate_index(model, retrieval_data_from_task(task), index_type=args.type, pq=args.pq,
                                 index_params=dict(args.param), k=args.k, batch_size=args.batch_size)
@@ -91,6 +135,27 @@ def _cmd_eval(args: argparse.Namespace) -> None:
     print(json.dumps(result, indent=2))
 
 
+def _cmd_merge(args: argparse.Namespace) -> None:
+    from st_pooling.index.build import compact_index, merge_indexes
+
+    if args.index_command == "compact":
+        report = compact_index(args.index, wait=not args.no_wait, show_progress=not args.no_progress)
+    else:
+        report = merge_indexes(args.shards, args.index, overwrite=args.overwrite, wait=not args.no_wait,
+                               show_progress=not args.no_progress)
+    from st_pooling.index.store import read_live_metadata
+
+    segments = len((read_live_metadata(report.path) or {}).get("segments", []))
+    print(f"{report.path}: {report.spec.kind} index holding {report.total:,} documents in {segments} segment(s)")
+
+
+def _cmd_migrate(args: argparse.Namespace) -> None:
+    from st_pooling.index.migrate import migrate_index
+
+    report = migrate_index(args.index, wait=not args.no_wait)
+    print(f"{report.path}: migrated {report.total:,} documents to the segment format")
+
+
 def add_index_commands(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``index`` with sub-commands build, add, search and eval to an argparse subparsers object."""
     index_parser = subparsers.add_parser("index", help="build, search and evaluate FAISS indexes")
@@ -98,32 +163,73 @@ def add_index_commands(subparsers: argparse._SubParsersAction) -> argparse.Argum
     commands = index_parser.add_subparsers(dest="index_command", required=True)
 
     def common(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--model", required=True, help="folder, Hub name, or 'minilm' (packaged MiniLM)")
+        parser.add_argument("--model", required=True,
+                            help="a saved SentenceTransformer (folder or Hub name; 'minilm' is the packaged MiniLM), "
+                                 "loaded as it is, or a plain transformers model ('smollm2', a folder) pooled with "
+                                 "--pooling")
+        parser.add_argument("--pooling", default=None,
+                            help="pooling for a plain transformers --model (default: its native pooling, mean)")
+        parser.add_argument("--max-seq-length", type=positive_int, default=None,
+                            help="truncate longer texts (add and search default to the index's)")
         parser.add_argument("--device", default=None, help="torch device (default: sentence-transformers' choice)")
         parser.add_argument("--batch-size", type=positive_int, default=64)
+
+    def writer(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--no-wait", action="store_true",
+                            help="if another build/add is writing this index, fail at once instead of waiting")
+        parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
     def index_choice(parser: argparse.ArgumentParser, default: str) -> None:
         parser.add_argument("--type", default=default, choices=["auto", "flat", "hnsw", "ivf"],
                             help="index type; auto: flat below 100k documents, hnsw below 2M, else ivf")
         parser.add_argument("--pq", action="store_true", help="product quantisation (ivf only)")
         parser.add_argument("--param", action="append", default=[], metavar="NAME=INT", type=index_param,
-                            help="M, ef_construction, ef_search (hnsw); nlist, nprobe, pq_m (ivf)")
+                            help="M, ef_construction, ef_search (hnsw); nlist, nprobe, pq_m, refine (ivf)")
 
     for name, help_text in (("build", "embed a corpus and save a new index"),
-                            ("add", "embed more documents into an existing index")):
+                            ("add", "embed more documents into an existing index (costs what is added)"),
+                            ("train", "train an ivf quantiser on a uniform sample of a corpus, for sharded builds")):
         parser = commands.add_parser(name, help=help_text)
         common(parser)
+        writer(parser)
         parser.add_argument("--corpus", required=True, help="jsonl (id, text[, title]), csv/tsv with a header, "
                                                             "or .txt (one document a line, line number as id)")
         parser.add_argument("--format", choices=CORPUS_FORMATS, default=None, help="default: from the suffix")
         parser.add_argument("--index", required=True, help="the index folder")
-        parser.add_argument("--no-wait", action="store_true",
-                            help="if another build/add is writing this index, fail at once instead of waiting")
+        parser.add_argument("--document-prompt", default=None,
+                            help="prompt for documents (default: the model's document prompt, as encode_document)")
+        if name != "add":
+            parser.add_argument("--query-prompt", default=None,
+                                help="prompt searches must use (default: the model's query prompt, as encode_query)")
+            parser.add_argument("--seed", type=int, default=0, help="seed of the ivf training sample")
+            parser.add_argument("--overwrite", action="store_true", help="replace an index already at --index")
         if name == "build":
             index_choice(parser, "auto")
             parser.add_argument("--id-type", choices=["auto", "int64", "string"], default="auto")
-            parser.add_argument("--overwrite", action="store_true", help="replace an index already at --index")
+            parser.add_argument("--trained", default=None,
+                                help="a folder made by `index train`: build a shard with its quantiser")
+        if name == "train":
+            parser.add_argument("--pq", action="store_true", help="product quantisation")
+            parser.add_argument("--param", action="append", default=[], metavar="NAME=INT", type=index_param,
+                                help="nlist, nprobe, pq_m, refine")
+            parser.add_argument("--total-count", type=positive_int, default=None,
+                                help="documents the merged index will hold (default: the corpus's)")
         parser.set_defaults(index_handler=_cmd_build, command_name=name)
+
+    merge = commands.add_parser("merge", help="merge shards built with one `index train` quantiser into one index")
+    merge.add_argument("--index", required=True, help="the merged index folder")
+    merge.add_argument("--shards", nargs="+", required=True, help="shard index folders, in order")
+    merge.add_argument("--overwrite", action="store_true")
+    writer(merge)
+    merge.set_defaults(index_handler=_cmd_merge)
+    compact = commands.add_parser("compact", help="merge an index's segments (one per add) into one")
+    compact.add_argument("--index", required=True)
+    writer(compact)
+    compact.set_defaults(index_handler=_cmd_merge)
+    migrate = commands.add_parser("migrate", help="convert an index saved by an older st-pooling (documents.jsonl)")
+    migrate.add_argument("--index", required=True)
+    migrate.add_argument("--no-wait", action="store_true")
+    migrate.set_defaults(index_handler=_cmd_migrate)
 
     search = commands.add_parser("search", help="top-k documents for queries")
     common(search)
@@ -134,6 +240,9 @@ def add_index_commands(subparsers: argparse._SubParsersAction) -> argparse.Argum
     search.add_argument("--ef-search", type=positive_int, default=None)
     search.add_argument("--nprobe", type=positive_int, default=None)
     search.add_argument("--json", action="store_true", help="print results as JSON")
+    search.add_argument("--query-prompt", default=None, help="default: the model's query prompt (checked against "
+                                                             "the index's)")
+    search.add_argument("--in-memory", action="store_true", help="read the index into memory instead of mapping it")
     search.set_defaults(index_handler=_cmd_search)
 
     evaluate = commands.add_parser("eval", help="recall vs exact search and nDCG@10 / recall@100 beside mteb")
@@ -142,7 +251,6 @@ def add_index_commands(subparsers: argparse._SubParsersAction) -> argparse.Argum
     evaluate.add_argument("--task", default="LocalCranfield", help="LocalCranfield, LocalCISI or an mteb task name")
     evaluate.add_argument("--data-dir", default=None, help="folder holding cranfield/ and cisi/")
     evaluate.add_argument("--max-queries", type=positive_int, default=None, help="evaluate on a subset (local tasks)")
-    evaluate.add_argument("--max-seq-length", type=positive_int, default=None)
     evaluate.add_argument("-k", type=positive_int, default=10, help="k of recall against exact search")
     evaluate.add_argument("--no-mteb", action="store_true", help="skip the direct mteb evaluation")
     evaluate.add_argument("--output", help="also write the JSON result here")

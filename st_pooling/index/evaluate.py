@@ -12,7 +12,8 @@ import numpy as np
 import pytrec_eval
 from sentence_transformers import SentenceTransformer
 
-from st_pooling.index.build import build_index, encode_normalized
+from st_pooling.index.build import build_index
+from st_pooling.index.prompts import encode_normalized
 from st_pooling.index.corpus import Document, documents_from_mapping
 from st_pooling.index.search import SearchIndex
 
@@ -86,7 +87,7 @@ def evaluate_index(model: SentenceTransformer, data: RetrievalDataLike, *, index
     began = time.perf_counter()
     vectors = encode_normalized(model, [d.encoding_text for d in documents], batch_size)
     encode_seconds = time.perf_counter() - began
-    query_vectors = encode_normalized(model, [data.queries[q] for q in query_ids], batch_size)
+    query_vectors = encode_normalized(model, [data.queries[q] for q in query_ids], batch_size, role="query")
     with tempfile.TemporaryDirectory(dir=work_dir) as scratch:
         searched, index_seconds, search_seconds = {}, 0.0, 0.0
         for name, kind in (("exact", "flat"), ("approx", index_type)):

@@ -13,7 +13,7 @@ from st_pooling.index.fingerprint import model_fingerprint, module_classes
 from st_pooling.index.spec import IndexSpec
 
 FORMAT_NAME = "st-pooling-index"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: documents.sqlite + segment files + prompts (1: documents.jsonl + one index.faiss)
 
 
 def _package_version() -> str:
@@ -22,14 +22,17 @@ def _package_version() -> str:
     return __version__
 
 
-def new_metadata(model_name: str, fingerprint: str, modules: list[str], dimension: int, spec: IndexSpec,
-                 id_type: str) -> dict:
-    """Everything needed to reuse, audit or refuse an index (``count`` is filled in at save)."""
+def new_metadata(model_name: str, fingerprint: str | None, modules: list[str], dimension: int, spec: IndexSpec,
+                 id_type: str, prompts: dict[str, str] | None = None, max_seq_length: int | None = None) -> dict:
+    """Everything needed to reuse, audit or refuse an index (``count`` and ``segments`` are filled in at save).
+    ``fingerprint`` None: built from precomputed vectors without a model (searched by vector only)."""
     now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     return {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
-        "model": {"name": model_name, "fingerprint": fingerprint, "modules": modules, "dimension": dimension},
+        "model": {"name": model_name, "fingerprint": fingerprint, "modules": modules, "dimension": dimension,
+                  "max_seq_length": max_seq_length},
+        "prompts": dict(prompts or {"document": "", "query": ""}),
         "similarity": "cosine",
         "normalized": True,
         "metric": "inner_product",
@@ -57,6 +60,10 @@ def spec_from_metadata(metadata: dict) -> IndexSpec:
 def check_query_model(metadata: dict, model: SentenceTransformer, index_path: Path) -> None:
     """Raise IndexModelMismatchError unless ``model`` has the index's dimension and fingerprint."""
     expected = metadata["model"]
+    if expected["fingerprint"] is None:
+        raise IndexModelMismatchError(
+            f"the index at {index_path} was built from precomputed vectors without a model, so no model can be "
+            "checked against it; load it with model=None and search it with search_vectors")
     dimension = model.get_embedding_dimension()
     built_with = f"model {expected['name']!r} ({' -> '.join(expected['modules'])}, dimension {expected['dimension']})"
     if dimension != expected["dimension"]:
@@ -68,5 +75,23 @@ def check_query_model(metadata: dict, model: SentenceTransformer, index_path: Pa
         raise IndexModelMismatchError(
             f"the index at {index_path} was built with {built_with}, fingerprint {expected['fingerprint'][:16]}...; "
             f"the query model ({' -> '.join(module_classes(model))}) has fingerprint {fingerprint[:16]}..., so its "
-            "weights or pooling differ and its embeddings are not comparable with the index's; search with the "
-            "model that built the index, or rebuild the index with this model")
+            f"weights or pooling differ{_length_hint(expected, model)} and its embeddings are not comparable with "
+            "the index's; search with the model that built the index, or rebuild the index with this model")
+
+
+def _length_hint(expected: dict, model: SentenceTransformer) -> str:
+    built, now = expected.get("max_seq_length"), getattr(model, "max_seq_length", None)
+    if built is not None and now != built:
+        return f" (max_seq_length: the index was built with {built}, the query model has {now}; pass --max-seq-length {built})"
+    return ""
+
+
+def check_query_prompt(metadata: dict, query_prompt: str, index_path: Path) -> None:
+    """Raise IndexModelMismatchError unless queries get the prompt the index was built to be searched with."""
+    expected = metadata["prompts"].get("query", "")
+    if query_prompt != expected:
+        raise IndexModelMismatchError(
+            f"the index at {index_path} was built for queries encoded with the prompt {expected!r} (documents with "
+            f"{metadata['prompts'].get('document', '')!r}), but this search would encode them with {query_prompt!r}; "
+            f"pass query_prompt={expected!r} (--query-prompt), use the model's prompts as they were at build time, "
+            "or rebuild the index")

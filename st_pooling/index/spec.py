@@ -23,6 +23,8 @@ HNSW_DEFAULTS = {"M": 32, "ef_construction": 100, "ef_search": 128}
 IVF_DEFAULT_NPROBE = 32
 PQ_BITS = 8
 MIN_POINTS_PER_CENTROID = 39  # faiss warns below this many training points per centroid
+TRAINING_POINTS_PER_CENTROID = 64
+MAX_TRAINING_SAMPLE = 500_000
 
 
 @dataclass(frozen=True)
@@ -35,46 +37,50 @@ class IndexSpec:
 
     @property
     def factory_string(self) -> str:
-        """The faiss ``index_factory`` description, wrapped in an id map for 64-bit ids."""
+        """The faiss ``index_factory`` description. Vectors are keyed by their position (rows are numbered in the
+        order they were added; the document store maps rows to ids)."""
         if self.kind == "flat":
-            inner = "Flat"
-        elif self.kind == "hnsw":
-            inner = f"HNSW{self.params['M']},Flat"
-        else:
-            storage = f"PQ{self.params['pq_m']}x{PQ_BITS}" if self.params.get("pq_m") else "Flat"
-            inner = f"IVF{self.params['nlist']},{storage}"
-        return f"IDMap2,{inner}"
+            return "Flat"
+        if self.kind == "hnsw":
+            return f"HNSW{self.params['M']},Flat"
+        storage = f"PQ{self.params['pq_m']}x{PQ_BITS}" if self.params.get("pq_m") else "Flat"
+        refine = ",RFlat" if self.params.get("refine") else ""
+        return f"IVF{self.params['nlist']},{storage}{refine}"
 
     @property
     def needs_training(self) -> bool:
         return self.kind == "ivf"
 
     def training_size(self, count: int) -> int:
-        """How many vectors are buffered (from the start of the stream) to train an IVF index."""
+        """How many vectors an IVF index is trained on: a uniform random sample of the corpus of this size."""
         if not self.needs_training:
             return 0
-        wanted = 64 * self.params["nlist"]
+        wanted = TRAINING_POINTS_PER_CENTROID * self.params["nlist"]
         if self.params.get("pq_m"):
-            wanted = max(wanted, 64 * 2**PQ_BITS)
-        return min(count, max(wanted, 10_000), 500_000)
+            wanted = max(wanted, TRAINING_POINTS_PER_CENTROID * 2**PQ_BITS)
+        return min(count, max(wanted, 10_000), MAX_TRAINING_SAMPLE)
 
     def create(self, dimension: int) -> faiss.Index:
         """A new, empty faiss index for vectors of ``dimension``."""
         index = faiss.index_factory(dimension, self.factory_string, faiss.METRIC_INNER_PRODUCT)
         if self.kind == "hnsw":
-            faiss.downcast_index(faiss.downcast_index(index).index).hnsw.efConstruction = self.params["ef_construction"]
+            faiss.downcast_index(index).hnsw.efConstruction = self.params["ef_construction"]
         apply_search_params(index, self)
         return index
 
 
 def apply_search_params(index: faiss.Index, spec: IndexSpec, **overrides: int) -> None:
-    """Set the search-time knobs (efSearch for HNSW, nprobe for IVF) stored in ``spec`` or given."""
+    """Set the search-time knobs (efSearch for HNSW; nprobe and the re-ranking factor for IVF) stored in ``spec``
+    or given (None: the stored value)."""
     check_positive(overrides)
-    inner = faiss.downcast_index(faiss.downcast_index(index).index)
+    index = faiss.downcast_index(index)
     if spec.kind == "hnsw":
-        inner.hnsw.efSearch = int(overrides.get("ef_search") or spec.params["ef_search"])
+        index.hnsw.efSearch = int(overrides.get("ef_search") or spec.params["ef_search"])
     elif spec.kind == "ivf":
-        inner.nprobe = int(overrides.get("nprobe") or spec.params["nprobe"])
+        if isinstance(index, faiss.IndexRefine):
+            index.k_factor = float(overrides.get("refine") or spec.params.get("refine") or 1)
+            index = faiss.downcast_index(index.base_index)
+        index.nprobe = int(overrides.get("nprobe") or spec.params["nprobe"])
 
 
 def check_positive(params: dict) -> None:
@@ -104,7 +110,7 @@ def choose_index_spec(count: int, dimension: int, index_type: str = "auto", pq: 
         unknown = set(params) - set(HNSW_DEFAULTS)
         spec_params = {**HNSW_DEFAULTS, **params}
     else:
-        unknown = set(params) - {"nlist", "nprobe", "pq_m"}
+        unknown = set(params) - {"nlist", "nprobe", "pq_m", "refine"}
         spec_params = _ivf_params(count, dimension, pq, params)
     if unknown:
         raise ValueError(f"parameters {sorted(unknown)} do not apply to a {index_type} index")
@@ -128,6 +134,10 @@ def _ivf_params(count: int, dimension: int, pq: bool, params: dict) -> dict:
                 f"sub-vector, the corpus has {count:,}; use ivf without pq, hnsw or flat"
             )
         result["pq_m"] = pq_m
+    if params.get("refine"):
+        if "pq_m" not in result:
+            raise ValueError("refine (re-ranking PQ candidates by their exact vectors) applies to ivf with pq only")
+        result["refine"] = int(params["refine"])
     return result
 
 

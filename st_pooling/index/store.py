@@ -1,55 +1,55 @@
-"""The on-disk layout of an index folder, its write lock, its atomic save, and its checked load.
+"""The on-disk layout of an index folder, its write lock, its atomic saves, and its checked load.
 
     my-index/
       CURRENT              one line: the name of the live version folder
-      LOCK                 the writers' lock file (fcntl.flock); holds the pid of the last writer
-      v000002/             the live version (older ones are removed once CURRENT moves on)
-        index.faiss        the faiss index; its ids are 64-bit (see ``faiss_ids.npy``)
-        metadata.json      model, fingerprint, dimension, index type and parameters, count, versions
-        documents.jsonl    one {"id", "text"[, "title"]} per row, in the order they were added
-        document_offsets.npy  byte offset of each row in documents.jsonl (int64, rows + 1)
-        faiss_ids.npy      the faiss id of each row (int64): the user's id if every id is an
-                           int64, else the row number
+      LOCK                 the writers' lock (st_pooling.atomic.exclusive_lock): pid, command and time of the
+                           last writer, as JSON
+      v000002/             the live version (a build, merge or compact makes a new one; older ones are removed)
+        metadata.json      model, fingerprint, prompts, dimension, index type and parameters, count, segments;
+                           the commit point of an add (replaced with os.replace)
+        documents.sqlite   row -> id, text, title (st_pooling.index.documents)
+        segment-000001.faiss  the vectors of rows 0..n1-1 (the build), keyed by position
+        segment-000002.faiss  the vectors an add appended, and so on (st_pooling.index.segments)
+        trained.faiss      IVF only: the trained, empty index whose quantiser adds and shards reuse
 
-A writer (build, add) holds an exclusive ``fcntl.flock`` on LOCK for its whole write, so writers
-take turns; the OS releases the lock when a writer dies. A save writes a complete new version into
-a staging folder, then renames it into place and replaces CURRENT with ``os.replace`` (atomic). An
-exception or a crash at any point before that leaves CURRENT naming the previous version, which
-stays readable; the staging folder a dead writer leaves is removed by the next writer that takes
-the lock. ``open_current`` reads a version and turns every missing, truncated or corrupt file into
-one :class:`DamagedIndexError` that names the file and says how to rebuild.
+A writer (build, add, merge, compact) holds the exclusive lock on LOCK for its whole write, so writers take turns;
+the OS releases it when a writer dies. A build writes a complete new version into a staging folder, then renames it
+into place and replaces CURRENT with ``os.replace`` (atomic). An add appends to the live version: its rows go into
+documents.sqlite in one SQLite transaction and its vectors into a new segment file, and only replacing
+metadata.json (atomic) makes them part of the index; rows and segment files past what metadata.json lists are what
+a dead add left, invisible to readers and removed by the next writer. ``open_current`` reads a version and turns
+every missing, truncated or corrupt file into one :class:`DamagedIndexError` that names the file and says how to
+rebuild. An index saved by st-pooling before the segment format (documents.jsonl) is refused with the command that
+migrates it (``st-pooling index migrate``).
 """
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
 import re
 import shutil
 import uuid
-from array import array
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import faiss
-import numpy as np
 
-from st_pooling.index.corpus import Document
+from st_pooling.atomic import LockBusyError, exclusive_lock
+from st_pooling.index.documents import DOCUMENTS_DB, DocumentReader
 from st_pooling.index.errors import DamagedIndexError, IndexStoreError
-from st_pooling.index.metadata import FORMAT_NAME, spec_from_metadata
+from st_pooling.index.metadata import FORMAT_NAME, FORMAT_VERSION, spec_from_metadata
+from st_pooling.index.segments import TRAINED_FILE, combine, read_index_file
 
 POINTER_NAME = "CURRENT"
 LOCK_NAME = "LOCK"
-INDEX_FILE = "index.faiss"
 METADATA_FILE = "metadata.json"
-DOCUMENTS_FILE = "documents.jsonl"
-OFFSETS_FILE = "document_offsets.npy"
-FAISS_IDS_FILE = "faiss_ids.npy"
+LEGACY_DOCUMENTS_FILE = "documents.jsonl"
 _STAGING_PREFIX = ".staging-"
 _VERSION_NAME = re.compile(r"v\d{6}")
+_SEGMENT_NAME = re.compile(r"segment-\d{6}\.faiss")
 logger = logging.getLogger(__name__)
 
 
@@ -95,6 +95,14 @@ class IndexFolder:
             raise IndexStoreError(f"{self.root} holds no st-pooling index (no {POINTER_NAME} file); build one first")
         return version
 
+    def commit_metadata(self, version: Path, metadata: dict) -> None:
+        """Replace ``version``'s metadata.json atomically: what makes an add's rows and segment part of the index.
+        Call it holding ``write_lock``."""
+        temporary = version / f".{METADATA_FILE}.{uuid.uuid4().hex[:8]}.tmp"
+        write_metadata(version, metadata, temporary)
+        os.replace(temporary, version / METADATA_FILE)
+        _fsync_dir(version)
+
     def check_writable(self, overwrite: bool) -> None:
         """Refuse to build into a folder holding someone's files, or over an index unless ``overwrite``."""
         if self.root.exists() and not self.root.is_dir():
@@ -111,34 +119,42 @@ class IndexFolder:
                                   f"{strangers[:3]}); choose a new or empty folder")
 
     @contextmanager
-    def write_lock(self, wait: bool = True) -> Iterator[None]:
-        """Hold the folder's exclusive write lock (``fcntl.flock`` on LOCK) for the enclosed write.
+    def write_lock(self, wait: bool = True, command: str = "st-pooling index") -> Iterator[None]:
+        """Hold the folder's exclusive write lock (:func:`st_pooling.atomic.exclusive_lock` on LOCK) for the write.
 
-        Another writer holding it makes this wait (``wait``) or raise IndexStoreError naming its pid.
-        Once the lock is held, staging folders left by a dead writer are removed."""
+        Another writer holding it makes this wait (``wait``) or raise IndexStoreError naming its pid and command.
+        Once the lock is held, what a dead writer left is removed: staging folders, temporary files, and an
+        unfinished add's segment files (its rows are removed when the next add opens the document store)."""
         if self.root.exists() and not self.root.is_dir():
             raise IndexStoreError(f"{self.root} is a file; give a folder path for the index")
         self.root.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(self.root / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
+        with ExitStack() as held:
             try:
-                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = os.pread(descriptor, 32, 0).decode("ascii", errors="replace").strip() or "unknown"
-                if not wait:
-                    raise IndexStoreError(f"{self.root} is being written by another process (pid {holder}); try "
-                                          "again when it has finished, or leave out --no-wait to wait for it") from None
-                logger.warning("%s is being written by another process (pid %s); waiting for it to finish",
-                               self.root, holder)
-                fcntl.flock(descriptor, fcntl.LOCK_EX)
-            os.ftruncate(descriptor, 0)
-            os.pwrite(descriptor, f"{os.getpid()}\n".encode("ascii"), 0)
-            for entry in self.root.iterdir():  # no other writer runs now: every staging folder is stale
-                if entry.name.startswith(_STAGING_PREFIX) or entry.name.endswith(".tmp"):
-                    shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
+                held.enter_context(exclusive_lock(self.root / LOCK_NAME, holder=command, wait=wait,
+                                                  waiting_for=str(self.root)))
+            except LockBusyError as busy:
+                raise IndexStoreError(
+                    f"{self.root} is being written by another process (pid {busy.holder.get('pid', 'unknown')}: "
+                    f"{busy.holder.get('command', '?')}, since {busy.holder.get('since', '?')}); try again when it "
+                    "has finished, or leave out --no-wait to wait for it") from None
+            self._remove_leftovers()
             yield
-        finally:
-            os.close(descriptor)  # releases the lock
+
+    def _remove_leftovers(self) -> None:
+        """No other writer runs now: every staging folder and temporary file is stale."""
+        for entry in self.root.iterdir():
+            if entry.name.startswith(_STAGING_PREFIX) or entry.name.endswith(".tmp"):
+                shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
+        try:
+            version = self.current_version()
+            if version is None:
+                return
+            listed = {s["file"] for s in _read_metadata(self.root, version)["segments"]}
+        except (DamagedIndexError, IndexStoreError):
+            return  # a damaged or old index is left as it is, for the error that loading it gives
+        for entry in version.iterdir():
+            if entry.name.endswith(".tmp") or (_SEGMENT_NAME.fullmatch(entry.name) and entry.name not in listed):
+                entry.unlink(missing_ok=True)
 
     def stage(self) -> Path:
         """A fresh staging folder inside the root, to be filled and then committed or discarded."""
@@ -190,13 +206,17 @@ def _fsync_tree(folder: Path) -> None:
     _fsync_dir(folder)
 
 
-def write_metadata(version: Path, metadata: dict) -> None:
-    (version / METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+def write_metadata(version: Path, metadata: dict, path: Path | None = None) -> None:
+    path = path or version / METADATA_FILE
+    with path.open("w", encoding="utf-8") as handle:
+        handle.write(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 @dataclass
 class OpenIndex:
-    """A live version read and checked by ``open_current``."""
+    """A live version read and checked by ``open_current``; ``index`` searches every segment in row order."""
 
     root: Path
     version: Path
@@ -205,8 +225,8 @@ class OpenIndex:
     documents: DocumentReader
 
 
-def open_current(root: str | Path) -> OpenIndex:
-    """Read the live version of the index at ``root`` and check its files agree with each other.
+def open_current(root: str | Path, *, mmap: bool = True) -> OpenIndex:
+    """Read the live version of the index at ``root`` (segments memory-mapped if ``mmap``) and check its files agree.
 
     Every missing, truncated or corrupt file raises DamagedIndexError naming it (a writer committing a
     new version meanwhile is not damage: then the new version is read)."""
@@ -214,34 +234,39 @@ def open_current(root: str | Path) -> OpenIndex:
     for attempt in range(3):
         pointer = folder.pointer_text()
         try:
-            return _open_version(folder.root, folder.require_current())
+            return _open_version(folder.root, folder.require_current(), mmap)
         except DamagedIndexError:
             if attempt == 2 or folder.pointer_text() == pointer:
                 raise
     raise AssertionError("unreachable")
 
 
-def _open_version(root: Path, version: Path) -> OpenIndex:
+def _open_version(root: Path, version: Path, mmap: bool) -> OpenIndex:
     metadata = _read_metadata(root, version)
     model_name = metadata["model"]["name"]
 
-    def damaged(name: str, problem: str) -> DamagedIndexError:
-        return DamagedIndexError(root, version / name, problem, model_name)
+    def damaged(path: Path, problem: str) -> DamagedIndexError:
+        return DamagedIndexError(root, path, problem, model_name)
 
-    if not (version / INDEX_FILE).is_file():
-        raise damaged(INDEX_FILE, "is missing")
-    try:
-        index = faiss.read_index(str(version / INDEX_FILE))
-    except RuntimeError:
-        raise damaged(INDEX_FILE, "cannot be read by faiss (truncated or corrupt)") from None
-    if not isinstance(faiss.downcast_index(index), faiss.IndexIDMap2) or index.d != metadata["model"]["dimension"]:
-        raise damaged(INDEX_FILE, f"is not the {metadata['model']['dimension']}-d IDMap2 index that "
-                                  f"{METADATA_FILE} describes")
-    documents = DocumentReader(version, model_name)
-    if not index.ntotal == len(documents) == metadata["count"]:
-        raise damaged(INDEX_FILE, f"holds {index.ntotal} vectors, {FAISS_IDS_FILE} {len(documents)} rows and "
-                                  f"{METADATA_FILE} says {metadata['count']}; they must agree")
-    return OpenIndex(root, version, metadata, index, documents)
+    spec, dimension = spec_from_metadata(metadata), metadata["model"]["dimension"]
+    segments = []
+    for listed in metadata["segments"]:
+        path = version / listed["file"]
+        if not path.is_file():
+            raise damaged(path, "is missing")
+        try:
+            segment = read_index_file(path, spec, mmap)
+        except RuntimeError:
+            raise damaged(path, "cannot be read by faiss (truncated or corrupt)") from None
+        if segment.d != dimension or segment.ntotal != listed["rows"]:
+            raise damaged(path, f"holds {segment.ntotal} {segment.d}-d vectors, but {METADATA_FILE} lists "
+                                f"{listed['rows']} {dimension}-d vectors")
+        segments.append(segment)
+    if not segments:  # a trained quantiser (st-pooling index train) or an empty index
+        trained = version / TRAINED_FILE
+        segments.append(faiss.read_index(str(trained)) if trained.is_file() else spec.create(dimension))
+    documents = DocumentReader(version / DOCUMENTS_DB, metadata["count"], damaged)
+    return OpenIndex(root, version, metadata, combine(segments, dimension), documents)
 
 
 def _read_metadata(root: Path, version: Path) -> dict:
@@ -256,131 +281,38 @@ def _read_metadata(root: Path, version: Path) -> dict:
     if not isinstance(metadata, dict) or metadata.get("format") != FORMAT_NAME:
         raise DamagedIndexError(root, path, f"is not st-pooling index metadata (no \"format\": \"{FORMAT_NAME}\")")
     model_name = metadata.get("model", {}).get("name") if isinstance(metadata.get("model"), dict) else None
+    if metadata.get("format_version") == 1 and (version / LEGACY_DOCUMENTS_FILE).exists():
+        raise IndexStoreError(
+            f"the index at {root} was saved by an older st-pooling (documents.jsonl, one faiss file); this version "
+            f"stores documents in SQLite and vectors in segments. Convert it in place with: st-pooling index migrate "
+            f"--index {root} (or rebuild it with st-pooling index build --model {model_name or 'MODEL'} --corpus "
+            f"YOUR_CORPUS --index {root} --overwrite)")
     try:
         spec_from_metadata(metadata)  # refuses a newer format version
         model = metadata["model"]
-        valid = (isinstance(model_name, str) and isinstance(model["fingerprint"], str)
+        segments = metadata["segments"]
+        valid = (isinstance(model_name, str) and isinstance(model["fingerprint"], (str, type(None)))
                  and isinstance(model["dimension"], int) and isinstance(model["modules"], list)
-                 and metadata["id_type"] in ("int64", "string") and isinstance(metadata["count"], int))
+                 and metadata["id_type"] in ("int64", "string") and isinstance(metadata["count"], int)
+                 and isinstance(metadata["prompts"], dict)
+                 and all(isinstance(s["file"], str) and _SEGMENT_NAME.fullmatch(s["file"]) and isinstance(s["rows"], int)
+                         for s in segments)
+                 and sum(s["rows"] for s in segments) == metadata["count"])
     except (KeyError, TypeError, AttributeError):
         valid = False
     if not valid:
         raise DamagedIndexError(root, path, "lacks fields the index needs (model name, fingerprint, dimension, "
-                                            "modules; index type and parameters; id_type; count)",
+                                            "modules; prompts; index type and parameters; id_type; count; segments "
+                                            "whose rows add up to the count)",
                                 model_name if isinstance(model_name, str) else None)
     return metadata
 
 
-class DocumentWriter:
-    """Appends documents to ``documents.jsonl`` and remembers row offsets and faiss ids (8 + 8 bytes a row)."""
-
-    def __init__(self, version: Path, existing: DocumentReader | None = None) -> None:
-        self.version = version
-        self.offsets = array("q")
-        self.faiss_ids = array("q")
-        target = version / DOCUMENTS_FILE
-        if existing is not None:
-            shutil.copyfile(existing.path, target)
-            self.offsets.extend(existing.offsets[:-1].tolist())
-            self.faiss_ids.extend(existing.faiss_ids.tolist())
-        self._handle = target.open("ab")
-
-    @property
-    def count(self) -> int:
-        return len(self.faiss_ids)
-
-    def append(self, documents: list[Document], faiss_ids: np.ndarray) -> None:
-        for document, faiss_id in zip(documents, faiss_ids.tolist()):
-            row = {"id": document.id, "text": document.text}
-            if document.title:
-                row["title"] = document.title
-            self.offsets.append(self._handle.tell())
-            self._handle.write(json.dumps(row, ensure_ascii=False).encode("utf-8") + b"\n")
-            self.faiss_ids.append(faiss_id)
-
-    def close(self) -> None:
-        end = self._handle.tell()
-        self._handle.close()
-        np.save(self.version / OFFSETS_FILE, np.append(np.frombuffer(self.offsets, dtype=np.int64), end))
-        np.save(self.version / FAISS_IDS_FILE, np.frombuffer(self.faiss_ids, dtype=np.int64))
-
-
-class DocumentReader:
-    """Random access to stored documents by faiss id, reading only the rows asked for.
-
-    The document file stays open, so a loaded index keeps reading its version after a writer replaces it."""
-
-    def __init__(self, version: Path, model_name: str | None = None) -> None:
-        self.path = version / DOCUMENTS_FILE
-        self._root, self._model_name = version.parent, model_name
-        self.offsets = self._int64_array(OFFSETS_FILE)
-        self.faiss_ids = self._int64_array(FAISS_IDS_FILE)
-        if len(self.offsets) != len(self.faiss_ids) + 1 or self.offsets[0] != 0 or np.any(np.diff(self.offsets) <= 0):
-            raise self._damaged(version / OFFSETS_FILE, f"does not hold the {len(self.faiss_ids) + 1} increasing "
-                                                        f"row offsets that {FAISS_IDS_FILE} calls for")
-        try:
-            self._handle = self.path.open("rb")
-        except OSError:
-            raise self._damaged(self.path, "is missing or unreadable") from None
-        size = os.fstat(self._handle.fileno()).st_size
-        if size != self.offsets[-1]:
-            self._handle.close()
-            raise self._damaged(self.path, f"holds {size:,} bytes, but its {len(self.faiss_ids):,} rows end at byte "
-                                           f"{int(self.offsets[-1]):,} (truncated or changed)")
-        self._order = np.argsort(self.faiss_ids, kind="stable")
-        self._ids: list[str] | None = None
-
-    def _damaged(self, path: Path, problem: str) -> DamagedIndexError:
-        return DamagedIndexError(self._root, path, problem, self._model_name)
-
-    def _int64_array(self, name: str) -> np.ndarray:
-        path = self.path.parent / name
-        try:
-            values = np.load(path, allow_pickle=False)
-        except FileNotFoundError:
-            raise self._damaged(path, "is missing") from None
-        except (OSError, ValueError, EOFError):
-            raise self._damaged(path, "cannot be read (truncated or corrupt)") from None
-        if values.dtype != np.int64 or values.ndim != 1:
-            raise self._damaged(path, f"holds a {values.dtype} array of shape {values.shape}, not int64 row data")
-        return values
-
-    def __len__(self) -> int:
-        return len(self.faiss_ids)
-
-    def rows_for(self, faiss_ids: np.ndarray) -> np.ndarray:
-        """Row numbers of the given faiss ids."""
-        positions = np.searchsorted(self.faiss_ids, faiss_ids, sorter=self._order)
-        rows = self._order[np.minimum(positions, len(self._order) - 1)]
-        if not np.array_equal(self.faiss_ids[rows], faiss_ids):
-            raise self._damaged(self.path.parent / FAISS_IDS_FILE, "lacks ids that the faiss index returned")
-        return rows
-
-    def _record(self, raw: bytes, row: int) -> dict:
-        try:
-            record = json.loads(raw)
-            if isinstance(record, dict) and isinstance(record["id"], str) and isinstance(record["text"], str):
-                return record
-        except (ValueError, KeyError):
-            pass
-        raise self._damaged(self.path, f"row {row + 1} is not a JSON object with 'id' and 'text' (corrupt)")
-
-    def read_rows(self, rows: np.ndarray) -> list[Document]:
-        documents = []
-        for row in rows.tolist():
-            start, end = int(self.offsets[row]), int(self.offsets[row + 1])
-            record = self._record(os.pread(self._handle.fileno(), end - start, start), row)
-            documents.append(Document(id=record["id"], text=record["text"], title=record.get("title", "")))
-        return documents
-
-    def ids_of_rows(self, rows: np.ndarray) -> list[str]:
-        """The user's ids of the given rows (the id column is read once, then kept)."""
-        if self._ids is None:
-            self._ids = list(self.iter_ids())
-        return [self._ids[row] for row in rows.tolist()]
-
-    def iter_ids(self) -> Iterator[str]:
-        with os.fdopen(os.dup(self._handle.fileno()), "rb") as handle:
-            handle.seek(0)
-            for row, line in enumerate(handle):
-                yield self._record(line, row)["id"]
+def read_live_metadata(root: str | Path) -> dict | None:
+    """The live version's metadata, or None when there is no readable index (for defaults such as max_seq_length)."""
+    folder = IndexFolder(root)
+    try:
+        version = folder.current_version()
+        return _read_metadata(folder.root, version) if version else None
+    except (DamagedIndexError, IndexStoreError):
+        return None
