@@ -9,11 +9,11 @@ import shlex
 import sys
 import time
 
-from st_pooling.atomic import owned_output
+from st_pooling.atomic import LockBusyError, owned_output
 from st_pooling.cli_args import add_progress_flag, positive_int
 from st_pooling.index.cli import add_index_commands
-from st_pooling.publish.cli import add_export_command
-from st_pooling.publish.onnx import add_export_onnx_command
+from st_pooling.index.errors import IndexStoreError
+from st_pooling.publish.cli import add_export_command, add_export_onnx_command
 from st_pooling.sweep.cli import add_sweep_command
 from st_pooling.training.cli import add_train_command
 from st_pooling.tuning.cli import add_tune_command
@@ -122,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
     try:
         return args.handler(args)
-    except (ValueError, FileNotFoundError, FileExistsError, KeyError, ImportError) as error:
+    except (ValueError, FileNotFoundError, FileExistsError, KeyError, ImportError, IndexStoreError,
+            LockBusyError) as error:
         print(f"st-pooling {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # one line, not a traceback; what was being written was staged, so nothing is lost

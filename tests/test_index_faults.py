@@ -132,7 +132,7 @@ def test_damaged_index_names_the_file_and_the_rebuild_command(damage, tmp_path, 
     code, out, err = cli_run(capsys, "index", "search", "--model", "minilm", "--index", str(path),
                              "--query", "wing stall")
     assert code == 2 and not out
-    assert err.count("error:") == 1 and err.splitlines()[-1].startswith("error: ") and "Traceback" not in err
+    assert err.count("error:") == 1 and err.splitlines()[-1].startswith("st-pooling index: error: ") and "Traceback" not in err
     assert f"the index at {path} is damaged: {path / damaged_file}" in err
     model_name = "MODEL" if name in ("metadata.json", "../CURRENT") else "minilm"  # the name is in the metadata
     command = f"st-pooling index build --model {model_name} --corpus YOUR_CORPUS --index {path} --overwrite"

@@ -3,15 +3,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from st_pooling.cli_args import positive_int
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
 from st_pooling.index.corpus import CORPUS_FORMATS, CorpusFile
 
 
 def resolve_model(name: str, device: str | None = None, *, pooling: str | None = None,
-                  max_seq_length: int | None = None):
+                  max_seq_length: int | None = None) -> SentenceTransformer:
     """A SentenceTransformer from a folder, a Hub name, or a packaged short name ('minilm', 'smollm2').
 
     A saved SentenceTransformer (a folder or Hub model with modules.json, such as the packaged MiniLM) is loaded as
@@ -45,7 +48,7 @@ def _is_sentence_transformer(path: str) -> bool:
         return False
 
 
-def _model_for(args: argparse.Namespace, index: str | None = None):
+def _model_for(args: argparse.Namespace, index: str | None = None) -> SentenceTransformer:
     """The --model of a command; add and search default --max-seq-length to the one the index was built with."""
     max_seq_length = args.max_seq_length
     if max_seq_length is None and index is not None:
@@ -259,12 +262,7 @@ def add_index_commands(subparsers: argparse._SubParsersAction) -> argparse.Argum
 
 
 def run_index_command(args: argparse.Namespace) -> int:
-    """Run a parsed ``index`` command; library errors become one-line messages and exit status 2."""
-    from st_pooling.index.errors import CorpusError, IndexModelMismatchError, IndexStoreError
-
-    try:
-        args.index_handler(args)
-    except (CorpusError, IndexModelMismatchError, IndexStoreError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    """Run a parsed ``index`` command; its errors reach ``st_pooling.cli.main``, which turns them into the one-line
+    message and exit status 2 of every command."""
+    args.index_handler(args)
     return 0
