@@ -1,33 +1,52 @@
-"""Loading saved st-pooling models with plain ``SentenceTransformer(path)``.
+"""Loading saved st-pooling models, with one clear line when a name is neither a folder nor on the Hub.
 
-sentence-transformers 6 refuses to import a module class outside its own namespace unless the caller passes
-``trust_remote_code=True``: the class named in ``modules.json`` could be any code. st-pooling's classes are
-installed code the user already chose to run by importing ``st_pooling``, so the import registers them as known
-classes; afterwards ``SentenceTransformer(path)`` loads a saved st-pooling model without ``trust_remote_code``, and
-the gate stays closed for every other class.
+(``import st_pooling`` is what lets plain ``SentenceTransformer(path)`` load them: see
+:mod:`st_pooling.registration`.)
 """
 
 from __future__ import annotations
 
-from types import MappingProxyType
+import os
 from typing import Any
 
 from sentence_transformers import SentenceTransformer
-from sentence_transformers.base.model import BaseModel
 
 
-def class_ref(cls: type) -> str:
-    """The ``type`` string sentence-transformers writes to ``modules.json`` for ``cls``."""
-    return f"{cls.__module__}.{cls.__name__}"
+PACKAGED_NAMES = ("minilm", "smollm2")
 
 
-def register_module_classes(*classes: type) -> None:
-    """Make ``classes`` loadable from ``modules.json`` without ``trust_remote_code``."""
-    known = dict(BaseModel._module_classes)
-    known.update({class_ref(cls): cls for cls in classes})
-    BaseModel._module_classes = MappingProxyType(known)
+class ModelNotFoundError(FileNotFoundError):
+    """A model name that is neither a local folder nor loadable from the Hugging Face Hub (offline, or unknown)."""
+
+
+def model_not_found(name: str, error: BaseException, what: str = "model") -> ModelNotFoundError:
+    """One line for ``error`` (an OSError or huggingface_hub error) raised loading ``name`` (a ``what``): what was
+    asked, why it failed, what to do. The full error is kept as ``__cause__`` by the callers."""
+    text = str(error)
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    if os.path.isabs(name) or name.startswith((".", "~")):  # a path, not a Hub name
+        why = "there is no such folder"
+    elif offline or "connect" in text.lower() or "offline" in text.lower():
+        why = ("not a local folder, and the Hugging Face Hub is unreachable (offline or no network) with no copy in "
+               "the local cache")
+    elif text.strip():
+        why = "not a local folder, and the Hugging Face Hub has no such model (" + text.strip().splitlines()[0] + ")"
+    else:
+        why = "not a local folder, and the Hugging Face Hub has no such model"
+    return ModelNotFoundError(f"cannot load the {what} {name!r}: {why}. Give a model folder, or a packaged short "
+                              f"name: {', '.join(PACKAGED_NAMES)}")
 
 
 def load_model(path: str, **kwargs: Any) -> SentenceTransformer:
-    """Load a saved st-pooling model (a convenience for ``import st_pooling; SentenceTransformer(path)``)."""
-    return SentenceTransformer(path, **kwargs)
+    """Load a saved st-pooling model (a convenience for ``import st_pooling; SentenceTransformer(path)``).
+
+    Raises :class:`ModelNotFoundError` (a ``FileNotFoundError``) with one line when ``path`` is not a local folder
+    and the Hub cannot provide it."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        return SentenceTransformer(path, **kwargs)
+    except (OSError, HfHubHTTPError) as error:
+        if os.path.exists(path):  # a local folder: its own error, not a Hub one
+            raise
+        raise model_not_found(str(path), error) from error

@@ -11,9 +11,9 @@ import st_pooling
 
 PACKAGE = Path(st_pooling.__file__).parent
 LAYERS = [
-    {"functional"},
+    {"functional", "lazy"},
     {"modules"},
-    {"decoders", "models", "loading", "forward", "data", "atomic", "cli_args"},
+    {"decoders", "models", "loading", "registration", "forward", "data", "atomic", "cli_args"},
     {"publish"},
     {"evaluation", "training", "index"},
     {"sweep"},
