@@ -55,3 +55,22 @@ def run_export(args: argparse.Namespace) -> int:
               "request to embeddings-benchmark/mteb, then copy results/ into a clone of embeddings-benchmark/results "
               "and open a pull request there (see docs/publishing.md)")
     return 0
+
+
+def add_export_onnx_command(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "export-onnx", help="export a saved model (any pooling) to ONNX with dynamic batch and sequence axes",
+        description="Writes <output>/model.onnx, onnx_inputs.json and the tokenizer; run it with onnxruntime "
+                    "(st_pooling.publish.onnx.OnnxEncoder). Needs pip install 'st-pooling[onnx]'.")
+    parser.add_argument("--model", required=True, help="the saved st-pooling model folder")
+    parser.add_argument("--output", required=True, help="output folder")
+    parser.add_argument("--overwrite", action="store_true", help="write into a non-empty folder")
+    parser.set_defaults(handler=run_export_onnx)
+
+
+def run_export_onnx(args: argparse.Namespace) -> int:
+    from st_pooling.publish.onnx import export_onnx
+
+    path = export_onnx(args.model, args.output, overwrite=args.overwrite)
+    print(f"wrote {path}")
+    return 0

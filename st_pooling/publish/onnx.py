@@ -10,7 +10,6 @@ parity tests run every pooling at other batch sizes and lengths than the example
 
 from __future__ import annotations
 
-import argparse
 import json
 import warnings
 from collections.abc import Sequence
@@ -138,20 +137,3 @@ class OnnxEncoder:
         if not batches:
             return np.zeros((0, self.info["embedding_dimension"]), dtype=np.float32)
         return np.concatenate(batches)
-
-
-def add_export_onnx_command(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "export-onnx", help="export a saved model (any pooling) to ONNX with dynamic batch and sequence axes",
-        description="Writes <output>/model.onnx, onnx_inputs.json and the tokenizer; run it with onnxruntime "
-                    "(st_pooling.publish.onnx.OnnxEncoder). Needs pip install 'st-pooling[onnx]'.")
-    parser.add_argument("--model", required=True, help="the saved st-pooling model folder")
-    parser.add_argument("--output", required=True, help="output folder")
-    parser.add_argument("--overwrite", action="store_true", help="write into a non-empty folder")
-    parser.set_defaults(handler=run_export_onnx)
-
-
-def run_export_onnx(args: argparse.Namespace) -> int:
-    path = export_onnx(args.model, args.output, overwrite=args.overwrite)
-    print(f"wrote {path}")
-    return 0
