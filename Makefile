@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup compare test bench lock clean
+.PHONY: setup compare test lint bench lock clean
 
 setup: $(BIN)/st-pooling
 
@@ -34,8 +34,13 @@ $(BIN)/st-pooling: pyproject.toml $(LOCK) requirements/torch-cpu.txt requirement
 compare: setup
 	$(BIN)/st-pooling compare --output $(OUT)
 
-test: setup
+test: setup lint
 	$(BIN)/python -m pytest -q
+
+# mypy --strict (two flags relaxed) on the public API: st_pooling.__all__'s modules, training, evaluation, index.
+# The settings and the list of checked files are in pyproject.toml, [tool.mypy].
+lint: setup
+	$(BIN)/mypy
 
 bench: setup
 	$(BIN)/python benchmarks/bench_encode.py

@@ -124,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.handler(args)
     except (ValueError, FileNotFoundError, FileExistsError, KeyError, ImportError, IndexStoreError,
             LockBusyError) as error:
+        logging.getLogger("st_pooling.cli").info("details of the error below:", exc_info=error)  # shown with -v
         print(f"st-pooling {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # one line, not a traceback; what was being written was staged, so nothing is lost

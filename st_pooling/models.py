@@ -10,7 +10,9 @@ from typing import Any
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
 from sentence_transformers.util import load_file_path
+from torch import nn
 
+from st_pooling.loading import model_not_found
 from st_pooling.modules import POOLINGS, create_pooling, pooling_class
 from st_pooling.modules.base import BaseNeeds, PoolingModule
 
@@ -51,13 +53,15 @@ def is_decoder_model(path: str) -> bool:
 
     from st_pooling.decoders.architectures import is_decoder
 
+    from huggingface_hub.errors import HfHubHTTPError
+
     try:
         config = AutoConfig.from_pretrained(path)
-    except OSError as error:
-        raise FileNotFoundError(
-            f"cannot load the base model {path!r} ({error}). Give a model folder, a Hugging Face Hub name (needs a "
-            f"network), or a packaged short name: {', '.join(PACKAGED_BASES)}"
-        ) from None
+    except (OSError, HfHubHTTPError) as error:
+        if Path(path).is_dir():  # a local folder without a usable config: say so, in one line
+            raise FileNotFoundError(f"cannot load the base model {path!r}: "
+                                    f"{' '.join(str(error).split())}") from error
+        raise model_not_found(path, error, "base model") from error
     return is_decoder(config)
 
 
@@ -187,7 +191,7 @@ def build_model(base: str = "minilm", pooling: str | PoolingModule = "mean", *, 
         pooling_class(pooling).base_needs_for(pooling_options)
     transformer = build_transformer(base, needs, max_seq_length=max_seq_length, attention_mode=attention_mode,
                                     append_eos=append_eos)
-    modules = [transformer, pooling_for(transformer, pooling, **pooling_options)]
+    modules: list[nn.Module] = [transformer, pooling_for(transformer, pooling, **pooling_options)]
     if normalize:
         modules.append(Normalize())
     return SentenceTransformer(modules=modules, device=device)

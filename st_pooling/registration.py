@@ -43,7 +43,8 @@ class StPoolingModuleClasses(Mapping[str, type]):
         from st_pooling.decoders.transformer import DecoderTransformer
         from st_pooling.modules import POOLINGS
 
-        return {class_ref(cls): cls for cls in (*POOLINGS.values(), DecoderTransformer)}
+        classes: list[type] = [*POOLINGS.values(), DecoderTransformer]
+        return {class_ref(cls): cls for cls in classes}
 
     def __getitem__(self, key: str) -> type:
         if key in self.known:
@@ -97,7 +98,8 @@ class _CallbackLoader(importlib.abc.Loader):
 
     def exec_module(self, module: ModuleType) -> None:
         self.loader.exec_module(module)
-        module.__spec__.loader = self.loader  # from now on the package looks as if imported plainly
+        if module.__spec__ is not None:  # always set by the import system before exec_module
+            module.__spec__.loader = self.loader  # from now on the package looks as if imported plainly
         module.__loader__ = self.loader
         self.callback()
 

@@ -24,6 +24,8 @@ PAIRS = "".join(json.dumps({"anchor": f"q {i}", "positive": f"a {i}"}) + "\n" fo
 
 CASES = {
     # compare
+    "compare: a Hub name, offline": Case(["compare", "--model", "some-org/not-a-model", "--poolings", "mean",
+                                           "--output", "{tmp}/out"], ["'some-org/not-a-model'", "minilm"]),
     "compare: unknown pooling": Case(["compare", "--poolings", "mean", "avg", "--output", "{tmp}/out"],
                                      ["unknown pooling 'avg'"]),
     "compare: boolean option misread": Case(["compare", "--poolings", "mean:exclude_first_token=off",
@@ -92,3 +94,13 @@ def test_bad_input_is_refused_naming_the_culprit_and_nothing_changes(name, tmp_p
     assert "Traceback" not in message
     after = snapshot(tmp_path)
     assert {k: v for k, v in after.items() if k in before} == before, "a pre-existing file changed"
+
+
+def test_unreachable_hub_name_is_one_line(tmp_path, capsys):
+    """A Hub name with the Hub unreachable (HF_HUB_OFFLINE=1, set by conftest): one line naming the model and what to do."""
+    code = main(["compare", "--model", "some-org/not-a-model", "--poolings", "mean", "--output", str(tmp_path / "out"),
+                 "--no-progress"])
+    message = capsys.readouterr().err
+    assert code == 2, message
+    assert message.count("\n") == 1 and message.startswith("st-pooling compare: error: "), message
+    assert "'some-org/not-a-model'" in message and "Hub" in message and "minilm" in message, message

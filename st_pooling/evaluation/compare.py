@@ -21,6 +21,7 @@ from mteb.abstasks import AbsTask
 from mteb.models import ModelMeta
 from mteb.models.model_meta import ScoringFunction
 from mteb.results import TaskResult
+from mteb.types import EncodeKwargs
 from sentence_transformers.sentence_transformer.modules import Transformer
 from sklearn.metrics import v_measure_score
 
@@ -127,7 +128,7 @@ def run_task(encoder: PoolingEncoder, task: AbsTask, cache: mteb.ResultCache, pr
     fresh = copy.deepcopy(task)
     sampler = copy.deepcopy(fresh.rng_state)  # public attribute of mteb's AbsTask
     result = mteb.evaluate(encoder, fresh, cache=cache, overwrite_strategy="always", prediction_folder=prediction_folder,
-                           encode_kwargs={"batch_size": batch_size, "show_progress_bar": False},
+                           encode_kwargs=EncodeKwargs(batch_size=batch_size, show_progress_bar=False),
                            show_progress_bar=show_progress_bar)
     return TaskRun(task=fresh, result=result.task_results[0], prediction_folder=prediction_folder, sampler=sampler)
 
@@ -172,7 +173,8 @@ def item_scores_for(run: TaskRun, embedder: SharedForwardEmbedder, label: str) -
         predictions = run.predictions()
         if task.metadata.main_score != "accuracy" or predictions is None:
             return None
-        index = {name: position for position, name in enumerate(task.label_names)}
+        # the label order the task gave mteb (LocalClassificationTask.to_mteb_split read it from this same data)
+        index = {name: position for position, name in enumerate(data.label_names)}
         scores = classification_item_scores(np.asarray(predictions), [index[name] for name in data.test_labels])
     elif isinstance(data, ClusteringData):
         runs = _clustering_runs(run, data.labels)
@@ -199,9 +201,10 @@ def against_reference(per_item: dict[str, ItemScores | None], reference: str, *,
                       seed: int = 0, correction: str = "holm") -> dict[str, BootstrapResult]:
     """Paired bootstrap of every configuration against ``reference`` on one task, corrected for their number.
     Configurations without per-item scores get no entry ("n/a" in the tables)."""
-    if per_item[reference] is None:
+    reference_scores = per_item[reference]
+    if reference_scores is None:
         return {}
-    results = {label: paired_bootstrap(scores, per_item[reference], n_resamples=n_resamples, seed=seed)
+    results = {label: paired_bootstrap(scores, reference_scores, n_resamples=n_resamples, seed=seed)
                for label, scores in per_item.items() if label != reference and scores is not None}
     return corrected(results, correction)
 
@@ -303,7 +306,7 @@ def compare_poolings(base: str, specs: Sequence[PoolingSpec | ModelEntry], tasks
                                              comparison.task_types) for label in labels if label != reference}
     for task_type in {t for per_type in wilcoxon.values() for t in per_type}:
         adjusted = corrected({label: per_type[task_type] for label, per_type in wilcoxon.items()}, correction)
-        for label, result in adjusted.items():
-            wilcoxon[label][task_type] = result
+        for label, adjusted_result in adjusted.items():
+            wilcoxon[label][task_type] = adjusted_result
     comparison.wilcoxon = wilcoxon
     return comparison

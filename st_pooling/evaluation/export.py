@@ -96,6 +96,8 @@ def _model_card_front_matter(model_path: Path) -> dict[str, Any]:
 
 def _languages_from_card(card: dict[str, Any]) -> list[str] | None:
     """Model-card language codes ("en") as mteb language-script codes ("eng-Latn")."""
+    # mteb has no public converter from Hub language codes to its language-script codes; this private helper is the
+    # one mteb itself uses for Hub models (mteb.models.model_meta), so the codes match what mteb expects.
     from mteb.languages.iso_mappings import _hf_langs_to_iso_lang_scripts
 
     return _hf_langs_to_iso_lang_scripts(card.get("language"))
@@ -103,13 +105,14 @@ def _languages_from_card(card: dict[str, Any]) -> list[str] | None:
 
 def _input_embedding_parameters(model: SentenceTransformer) -> int | None:
     """Size of the token embedding matrix of the model's transformer, if it has one."""
+    import torch
     from transformers import PreTrainedModel
 
     for module in model.modules():
         if isinstance(module, PreTrainedModel):
-            embeddings = module.get_input_embeddings()
-            if embeddings is not None and hasattr(embeddings, "weight"):
-                return int(embeddings.weight.numel())
+            weight = getattr(module.get_input_embeddings(), "weight", None)
+            if isinstance(weight, torch.Tensor):
+                return int(weight.numel())
     return None
 
 
@@ -144,7 +147,8 @@ def training_datasets_of(folder: Path, adapted_from: str | None) -> set[str] | N
 
 
 def _check_model_name(name: str) -> None:
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id  # type: ignore[attr-defined]  # public, re-exported lazily
 
     parts = name.split("/")
     problem = None
@@ -513,6 +517,8 @@ def _check_and_write_implementation(staged: Path, meta: ModelMeta, model_path: P
     if problems:
         raise ValueError("the export would not pass the MTEB results repository's checks: " + "; ".join(problems))
     poolings = "+".join(p["name"] for p in pooling_modules(model_path)) or "sentence-transformers"
+    if meta.name is None:  # model_meta_for always names it
+        raise ValueError("the ModelMeta has no name: give the model's Hub name (--name)")
     implementation = output_root / "mteb_model_implementation" / module_file_name(meta.name)
     implementation.parent.mkdir(parents=True, exist_ok=True)
     implementation.write_text(model_meta_module(meta, poolings), encoding="utf-8")

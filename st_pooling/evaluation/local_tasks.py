@@ -14,7 +14,14 @@ from typing import Any, ClassVar
 from datasets import Dataset, DatasetDict
 from mteb.abstasks import AbsTaskClassification, AbsTaskClustering, AbsTaskRetrieval, AbsTaskSTS
 from mteb.abstasks.retrieval_dataset_loaders import RetrievalSplitData
-from mteb.abstasks.task_metadata import TaskMetadata
+from mteb.abstasks.task_metadata import (
+    AnnotatorType,
+    TaskCategory,
+    TaskDomain,
+    TaskMetadata,
+    TaskSubtype,
+    TaskType,
+)
 
 from st_pooling.data import (
     ClassificationData,
@@ -35,20 +42,20 @@ _MAIN_SCORES = {
     "Clustering": "v_measure",
     "Retrieval": "ndcg_at_10",
 }
-_CATEGORIES = {"STS": "t2t", "Classification": "t2c", "Clustering": "t2c", "Retrieval": "t2t"}
+_CATEGORIES: dict[str, TaskCategory] = {"STS": "t2t", "Classification": "t2c", "Clustering": "t2c", "Retrieval": "t2t"}
 
 
 def local_task_metadata(
     name: str,
-    task_type: str,
+    task_type: TaskType,
     description: str,
     reference: str,
     *,
-    domains: list[str],
+    domains: list[TaskDomain],
     license: str,
     date: tuple[str, str],
-    annotations: str = "human-annotated",
-    subtypes: list[str] | None = None,
+    annotations: AnnotatorType = "human-annotated",
+    subtypes: list[TaskSubtype] | None = None,
 ) -> TaskMetadata:
     """TaskMetadata with the fields every local task shares (English, one "test" split, local data)."""
     return TaskMetadata(
@@ -73,6 +80,14 @@ def local_task_metadata(
     )
 
 
+def disk_folder(folder: Path | None) -> Path:
+    """``folder`` for a task that reads its data from disk (:meth:`LocalTask.dataset_folder` gives None only to
+    embedded tasks, whose ``data_folder`` is None)."""
+    if folder is None:
+        raise FileNotFoundError("this task reads its data from disk, but no data folder is known")
+    return folder
+
+
 class LocalTask:
     """What every local task adds to its mteb base class: data from an st-pooling loader.
 
@@ -82,6 +97,7 @@ class LocalTask:
 
     data_folder: ClassVar[str | None] = None
     metadata: TaskMetadata
+    dataset: Any  # mteb's AbsTask.dataset; load_data fills it
 
     def __init__(
         self, data_dir: str | Path | None = None, max_items: int | None = None, seed: int = 42, **kwargs: Any
@@ -151,7 +167,8 @@ class LocalSTSTask(LocalTask, AbsTaskSTS):
     comparison serves the repeats from its embedding cache.)"""
 
     def to_mteb_split(self, data: STSData) -> DatasetDict:
-        self.min_score, self.max_score = data.min_score, data.max_score
+        # mteb annotates min_score/max_score as int; an STS range can be fractional and mteb only divides by it
+        self.min_score, self.max_score = data.min_score, data.max_score  # type: ignore[assignment]
         pairs = {"sentence1": data.sentences1, "sentence2": data.sentences2, "score": data.scores}
         return DatasetDict({"test": Dataset.from_dict(pairs)})
 

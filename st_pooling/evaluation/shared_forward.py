@@ -14,7 +14,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -25,6 +25,12 @@ from sentence_transformers.sentence_transformer.modules import Normalize, Transf
 
 from st_pooling.forward import forward_batches
 from st_pooling.modules.base import PoolingModule
+
+if TYPE_CHECKING:
+    from mteb.abstasks.task_metadata import TaskMetadata
+    from mteb.types import BatchedInput, EncodeKwargs, PromptType
+    from torch.utils.data import DataLoader
+    from typing_extensions import Unpack
 
 DEFAULT_CACHE_BYTES = 2 * 1024**3
 
@@ -102,7 +108,7 @@ class EmbeddingCache:
 class SharedForwardEmbedder:
     """Runs ``transformer`` once per distinct text and applies every pooling in ``poolings`` to its states."""
 
-    def __init__(self, transformer: Transformer, poolings: Mapping[str, PoolingModule], *, normalize: bool = True,
+    def __init__(self, transformer: Transformer, poolings: Mapping[str, torch.nn.Module], *, normalize: bool = True,
                  batch_size: int = 32, cache_bytes: int = DEFAULT_CACHE_BYTES, show_progress_bar: bool = True,
                  device: str | None = None) -> None:
         if not poolings:
@@ -123,8 +129,7 @@ class SharedForwardEmbedder:
             raise KeyError(f"no pooling labelled {label!r}; known: {self.labels}")
         index = self.labels.index(label)
         self.ensure(texts)
-        dim = next(iter(self.poolings.values())).get_embedding_dimension()
-        out = np.empty((len(texts), dim), dtype=np.float32)
+        out = np.empty((len(texts), self.transformer.get_embedding_dimension()), dtype=np.float32)  # as _forward
         missing = []
         for row, text in enumerate(texts):
             if text in self.cache:
@@ -168,11 +173,14 @@ def _batch_texts(batch: Mapping[str, Any]) -> list[str]:
 class PoolingEncoder(AbsEncoder):
     """One pooling of a :class:`SharedForwardEmbedder`, as an mteb encoder (cosine similarity)."""
 
+    mteb_model_meta: ModelMeta  # always set here (AbsEncoder allows None, which mteb's EncoderProtocol does not)
+
     def __init__(self, embedder: SharedForwardEmbedder, label: str, meta: ModelMeta) -> None:
         self.model = embedder
         self.label = label
         self.mteb_model_meta = meta
 
-    def encode(self, inputs, *, task_metadata, hf_split, hf_subset, prompt_type=None, **kwargs) -> np.ndarray:
+    def encode(self, inputs: DataLoader[BatchedInput], *, task_metadata: TaskMetadata, hf_split: str, hf_subset: str,
+               prompt_type: PromptType | None = None, **kwargs: Unpack[EncodeKwargs]) -> np.ndarray:
         texts = [text for batch in inputs for text in _batch_texts(batch)]
         return self.model.embeddings(texts, self.label)

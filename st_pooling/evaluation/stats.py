@@ -317,10 +317,10 @@ def corrected(results: Mapping[str, ResultT], correction: str) -> dict[str, Resu
     results without a p-value are left as they are."""
     if correction not in CORRECTIONS:
         raise ValueError(f"correction must be one of {', '.join(CORRECTIONS)}, got {correction!r}")
-    testable = {name: r for name, r in results.items() if r.p_value is not None}
+    testable = {name: r.p_value for name, r in results.items() if r.p_value is not None}
     if correction == "none" or not testable:
         return dict(results)
-    adjusted = dict(zip(testable, holm_adjusted([r.p_value for r in testable.values()])))
+    adjusted = dict(zip(testable, holm_adjusted(list(testable.values()))))
     return {name: replace(r, p_adjusted=adjusted[name]) if name in adjusted else r for name, r in results.items()}
 
 

@@ -49,6 +49,7 @@ from st_pooling.evaluation.local_tasks import (
     LocalRetrievalTask,
     LocalSTSTask,
     LocalTask,
+    disk_folder,
     local_task_metadata,
 )
 
@@ -139,7 +140,7 @@ class LocalSTSBenchmark(LocalSTSTask):
     )
 
     def read_data(self, folder: Path | None) -> STSData:
-        return load_stsbenchmark(folder, split="test")
+        return load_stsbenchmark(disk_folder(folder), split="test")
 
 
 class LocalSICK(LocalSTSTask):
@@ -155,7 +156,7 @@ class LocalSICK(LocalSTSTask):
     data_folder = "sick"
 
     def read_data(self, folder: Path | None) -> STSData:
-        return load_sick(folder, split="test")
+        return load_sick(disk_folder(folder), split="test")
 
 
 class LocalSST2(LocalClassificationTask):
@@ -173,7 +174,7 @@ class LocalSST2(LocalClassificationTask):
     )
 
     def read_data(self, folder: Path | None) -> ClassificationData:
-        return load_sst2(folder)
+        return load_sst2(disk_folder(folder))
 
 
 class LocalMR(LocalClassificationTask):
@@ -190,7 +191,7 @@ class LocalMR(LocalClassificationTask):
     )
 
     def read_data(self, folder: Path | None) -> ClassificationData:
-        return load_mr(folder)
+        return load_mr(disk_folder(folder))
 
 
 class LocalBanking77Classification(LocalClassificationTask):
@@ -206,7 +207,7 @@ class LocalBanking77Classification(LocalClassificationTask):
     )
 
     def read_data(self, folder: Path | None) -> ClassificationData:
-        return load_banking77_classification(folder)
+        return load_banking77_classification(disk_folder(folder))
 
 
 class LocalBanking77Clustering(LocalClusteringTask):
@@ -222,7 +223,7 @@ class LocalBanking77Clustering(LocalClusteringTask):
     )
 
     def read_data(self, folder: Path | None) -> ClusteringData:
-        return load_banking77_clustering(folder)
+        return load_banking77_clustering(disk_folder(folder))
 
 
 class Local20NewsgroupsClassification(LocalClassificationTask):
@@ -239,7 +240,7 @@ class Local20NewsgroupsClassification(LocalClassificationTask):
     )
 
     def read_data(self, folder: Path | None) -> ClassificationData:
-        return load_20newsgroups_classification(folder)
+        return load_20newsgroups_classification(disk_folder(folder))
 
 
 class Local20NewsgroupsClustering(LocalClusteringTask):
@@ -257,7 +258,7 @@ class Local20NewsgroupsClustering(LocalClusteringTask):
     )
 
     def read_data(self, folder: Path | None) -> ClusteringData:
-        return load_20newsgroups_clustering(folder, subject_only=True)
+        return load_20newsgroups_clustering(disk_folder(folder), subject_only=True)
 
 
 class LocalCranfield(LocalRetrievalTask):
@@ -275,7 +276,7 @@ class LocalCranfield(LocalRetrievalTask):
     )
 
     def read_data(self, folder: Path | None) -> RetrievalData:
-        return load_cranfield(folder)
+        return load_cranfield(disk_folder(folder))
 
 
 class LocalCISI(LocalRetrievalTask):
@@ -292,7 +293,7 @@ class LocalCISI(LocalRetrievalTask):
     )
 
     def read_data(self, folder: Path | None) -> RetrievalData:
-        return load_cisi(folder)
+        return load_cisi(disk_folder(folder))
 
 
 EMBEDDED_DEFAULT_TASKS: list[str] = [

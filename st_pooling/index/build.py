@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
@@ -223,6 +224,7 @@ def train_index(model: SentenceTransformer | None, corpus: CorpusLike, path: str
     else:
         wanted = set(positions.tolist())
         texts = [d.encoding_text for n, d in enumerate(documents) if n in wanted]
+        assert model is not None  # _dimension refused neither a model nor embeddings
         sample = encode_normalized(model, texts, batch_size, prompt=document_prompt)
     encode_seconds = time.perf_counter() - began
     index = spec.create(dimension)
@@ -341,7 +343,8 @@ def _check_same_source(expected: dict, actual: dict, where: Path) -> None:
     for key, label in ((("model", "fingerprint"), "model fingerprint"), (("model", "dimension"), "dimension"),
                        (("prompts",), "prompts"), (("index", "factory"), "faiss index"),
                        (("index", "params"), "index parameters"), (("quantizer", "sha256"), "trained quantiser")):
-        want, got = expected, actual
+        want: Any = expected
+        got: Any = actual
         for part in key:
             want, got = (want or {}).get(part), (got or {}).get(part)
         if want != got:
@@ -353,7 +356,10 @@ def _check_same_source(expected: dict, actual: dict, where: Path) -> None:
 
 def _dimension(model: SentenceTransformer | None, embeddings: np.ndarray | None) -> int:
     if model is not None:
-        return int(model.get_embedding_dimension())
+        dimension = model.get_embedding_dimension()
+        if dimension is None:
+            raise ValueError("the model does not report its embedding dimension (get_embedding_dimension() is None)")
+        return int(dimension)
     if embeddings is None:
         raise ValueError("give a model to embed the corpus, or its embeddings (model=None builds a vectors-only index)")
     return int(np.asarray(embeddings).shape[1])
@@ -398,6 +404,7 @@ def _embedded_batches(model: SentenceTransformer | None, documents: Iterable[Doc
     def flush() -> tuple[list[Document], np.ndarray, float]:
         began = time.perf_counter()
         if embeddings is None:
+            assert model is not None  # _dimension refused neither a model nor embeddings
             vectors = encode_normalized(model, [d.encoding_text for d in batch], batch_size, prompt=document_prompt)
         else:
             vectors = normalize_rows(embeddings[start:start + len(batch)])

@@ -8,7 +8,8 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from collections.abc import Iterable, Iterator, Mapping
+from typing import cast
+from collections.abc import Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,8 +124,8 @@ class CorpusFile:
         separator = "comma" if self.format == "csv" else "tab"
         with self.path.open(encoding=self.encoding, newline="") as handle:
             reader = csv.reader(handle, **dialect)
-            header = next(reader, None)
-            missing = {"id", "text"} - set(header or [])
+            header: list[str] = next(reader, [])
+            missing = {"id", "text"} - set(header)
             if missing:
                 raise CorpusError(
                     f"{self.path}: the header row must name columns 'id' and 'text' (and optionally 'title'); "
@@ -170,7 +171,7 @@ def documents_from_mapping(corpus: Mapping[str, object]) -> list[Document]:
     """Documents from a ``{id: text}`` or ``{id: {"text": ..., "title": ...}}`` mapping (RetrievalData.corpus)."""
     documents = []
     for doc_id, value in corpus.items():
-        row = {"text": value} if isinstance(value, str) else dict(value)  # type: ignore[arg-type]
+        row: dict[str, object] = {"text": value} if isinstance(value, str) else dict(cast(Mapping[str, object], value))
         documents.append(_document_from_row({**row, "id": doc_id}, f"corpus entry {doc_id!r}"))
     return documents
 
@@ -192,7 +193,7 @@ def as_documents(corpus: CorpusLike) -> Iterable[Document]:
     return corpus
 
 
-def scan_corpus(documents: Iterable[Document], known_ids: set[str] | None = None) -> CorpusSummary:
+def scan_corpus(documents: Iterable[Document], known_ids: Container[str] | None = None) -> CorpusSummary:
     """Validate a corpus in one streaming pass (only ids are kept): it must be non-empty and have no
     duplicate ids, neither within itself nor against ``known_ids`` (the ids already in an index)."""
     seen: set[str] = set()

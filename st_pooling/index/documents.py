@@ -154,7 +154,7 @@ class DocumentReader:
 
     def known_ids(self, ids: Iterable[str]) -> set[str]:
         """Those of ``ids`` already stored (O(log n) each)."""
-        ids, known = list(ids), set()
+        ids, known = list(ids), set[str]()
         for begin in range(0, len(ids), _CHUNK):
             chunk = ids[begin:begin + _CHUNK]
             known.update(r[0] for r in self._query(

@@ -115,9 +115,10 @@ def evaluate_with_mteb(model: SentenceTransformer, task: Any, cache_dir: str | P
                        batch_size: int = 64) -> dict[str, float]:
     """nDCG@10 and recall@100 of ``model`` on ``task`` (an mteb retrieval task) as mteb computes them."""
     import mteb
+    from mteb.types import EncodeKwargs
 
     with tempfile.TemporaryDirectory(dir=cache_dir) as scratch:
-        result = mteb.evaluate(model, task, cache=mteb.ResultCache(cache_path=scratch), overwrite_strategy="always", encode_kwargs={"batch_size": batch_size},
+        result = mteb.evaluate(model, task, cache=mteb.ResultCache(cache_path=scratch), overwrite_strategy="always", encode_kwargs=EncodeKwargs(batch_size=batch_size),
                                show_progress_bar=False)
     scores = result.task_results[0].scores
     split = "test" if "test" in scores else next(iter(scores))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
@@ -37,7 +38,7 @@ def migrate_index(path: str | Path, *, wait: bool = True) -> BuildReport:
                                   "migrate")
         try:
             loaded = faiss.read_index(str(version / "index.faiss"))
-            id_map = faiss.downcast_index(loaded)  # "loaded" owns the index: keep it alive while id_map is used
+            id_map: Any = faiss.downcast_index(loaded)  # Any: faiss types every downcast as the base Index  # "loaded" owns the index: keep it alive while id_map is used
             offsets = np.load(version / "document_offsets.npy", allow_pickle=False)
         except (RuntimeError, OSError, ValueError):
             raise DamagedIndexError(folder.root, version / "index.faiss", "or its row files cannot be read; rebuild "

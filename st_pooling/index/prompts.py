@@ -31,8 +31,7 @@ def encode_normalized(model: SentenceTransformer, texts: list[str], batch_size: 
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}, got {role!r}")
     encode = model.encode_query if role == "query" else model.encode_document
-    options = {} if prompt is None else {"prompt": prompt}
-    vectors = encode(texts, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False, **options)
+    vectors = encode(texts, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False, prompt=prompt)
     return normalize_rows(vectors)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
@@ -113,6 +114,6 @@ class SearchIndex:
         return reconstruct_rows(self.faiss_index, rows)
 
 
-def load_index(path: str | Path, model: SentenceTransformer | None, **options) -> SearchIndex:
+def load_index(path: str | Path, model: SentenceTransformer | None, **options: Any) -> SearchIndex:
     """Shorthand for ``SearchIndex.load``."""
     return SearchIndex.load(path, model, **options)

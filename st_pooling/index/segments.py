@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
@@ -51,7 +52,8 @@ def combine(segments: list[faiss.Index], dimension: int) -> faiss.Index:
     """One searchable index over ``segments`` in row order (the segment itself when there is one)."""
     if len(segments) == 1:
         return segments[0]
-    shards = faiss.IndexShards(dimension, False, True)  # not threaded; successive ids = row numbers
+    # not threaded; successive ids = row numbers. faiss's annotations miss this (d, threaded, successive_ids) overload
+    shards = faiss.IndexShards(dimension, False, True)  # type: ignore[call-arg]
     shards.metric_type = faiss.METRIC_INNER_PRODUCT
     for segment in segments:
         shards.add_shard(segment)  # faiss's wrapper keeps a reference to each segment
@@ -60,7 +62,8 @@ def combine(segments: list[faiss.Index], dimension: int) -> faiss.Index:
 
 def each_segment(index: faiss.Index) -> list[faiss.Index]:
     if isinstance(index, faiss.IndexShards):
-        return [faiss.downcast_index(index.at(number)) for number in range(index.count())]
+        shards: Any = index  # Any: faiss's annotations miss IndexShards.at() and count()
+        return [faiss.downcast_index(shards.at(number)) for number in range(shards.count())]
     return [index]
 
 
@@ -74,8 +77,8 @@ def merge_segments(segments: list[faiss.Index]) -> faiss.Index:
     trained quantiser). The first segment is extended in place and returned."""
     merged = segments[0]
     for other in segments[1:]:
-        target = faiss.downcast_index(merged)
-        source = faiss.downcast_index(other)
+        target: Any = faiss.downcast_index(merged)  # Any: faiss types every downcast as the base Index
+        source: Any = faiss.downcast_index(other)
         if isinstance(target, faiss.IndexRefine):  # IVF-PQ re-ranked by exact vectors: merge both parts
             faiss.downcast_index(target.base_index).merge_from(faiss.downcast_index(source.base_index),
                                                               target.base_index.ntotal)

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import faiss
 
@@ -64,26 +66,27 @@ class IndexSpec:
         """A new, empty faiss index for vectors of ``dimension``."""
         index = faiss.index_factory(dimension, self.factory_string, faiss.METRIC_INNER_PRODUCT)
         if self.kind == "hnsw":
-            faiss.downcast_index(index).hnsw.efConstruction = self.params["ef_construction"]
+            hnsw: Any = faiss.downcast_index(index)  # Any: faiss's annotations type every downcast as the base Index
+            hnsw.hnsw.efConstruction = self.params["ef_construction"]
         apply_search_params(index, self)
         return index
 
 
-def apply_search_params(index: faiss.Index, spec: IndexSpec, **overrides: int) -> None:
+def apply_search_params(index: faiss.Index, spec: IndexSpec, **overrides: int | None) -> None:
     """Set the search-time knobs (efSearch for HNSW; nprobe and the re-ranking factor for IVF) stored in ``spec``
     or given (None: the stored value)."""
     check_positive(overrides)
-    index = faiss.downcast_index(index)
+    concrete: Any = faiss.downcast_index(index)  # Any: faiss's annotations type every downcast as the base Index
     if spec.kind == "hnsw":
-        index.hnsw.efSearch = int(overrides.get("ef_search") or spec.params["ef_search"])
+        concrete.hnsw.efSearch = int(overrides.get("ef_search") or spec.params["ef_search"])
     elif spec.kind == "ivf":
-        if isinstance(index, faiss.IndexRefine):
-            index.k_factor = float(overrides.get("refine") or spec.params.get("refine") or 1)
-            index = faiss.downcast_index(index.base_index)
-        index.nprobe = int(overrides.get("nprobe") or spec.params["nprobe"])
+        if isinstance(concrete, faiss.IndexRefine):
+            concrete.k_factor = float(overrides.get("refine") or spec.params.get("refine") or 1)
+            concrete = faiss.downcast_index(concrete.base_index)
+        concrete.nprobe = int(overrides.get("nprobe") or spec.params["nprobe"])
 
 
-def check_positive(params: dict) -> None:
+def check_positive(params: Mapping[str, object]) -> None:
     """Raise ValueError naming the first index parameter given that is not a positive integer (None is unset)."""
     for name, value in params.items():
         if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1):

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypedDict
 
 import torch
 from safetensors.torch import save_model as save_safetensors_model
@@ -14,6 +14,19 @@ from torch import Tensor, nn
 
 from st_pooling import functional as F
 from st_pooling.modules.options import check_required, checked_options
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+
+class _HubKwargs(TypedDict):
+    """Where sentence-transformers' Module.load_config / load_torch_weights look for a saved module."""
+
+    subfolder: str
+    token: bool | str | None
+    cache_folder: str | None
+    revision: str | None
+    local_files_only: bool
 
 CONFIG_FORMAT_KEY = "st_pooling_config_format"
 CONFIG_FORMAT = 1
@@ -133,7 +146,7 @@ class PoolingModule(Module):
     config_keys: list[str] = ["embedding_dimension", "include_prompt"]
 
     def __init__(self, embedding_dimension: int, native: str | None = None, include_prompt: bool = True) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # sentence-transformers' Module.__init__ is unannotated
         if not isinstance(embedding_dimension, int) or embedding_dimension <= 0:
             raise ValueError(f"embedding_dimension must be a positive int, got {embedding_dimension!r}")
         self.embedding_dimension = embedding_dimension
@@ -145,7 +158,7 @@ class PoolingModule(Module):
             self.native_pooling = native_pooling_module(native, embedding_dimension)
             self.native_gate = nn.Parameter(torch.zeros(embedding_dimension))
 
-    def forward(self, features: dict[str, Any], **kwargs) -> dict[str, Any]:
+    def forward(self, features: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         features["sentence_embedding"] = self.pool_features(features)
         return features
 
@@ -203,7 +216,7 @@ class PoolingModule(Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def save(self, output_path: str, *args, safe_serialization: bool = True, **kwargs) -> None:
+    def save(self, output_path: str, *args: Any, safe_serialization: bool = True, **kwargs: Any) -> None:
         os.makedirs(output_path, exist_ok=True)
         self.save_config(output_path)
         if self.learnable:
@@ -213,10 +226,11 @@ class PoolingModule(Module):
         return {**super().get_config_dict(), CONFIG_FORMAT_KEY: CONFIG_FORMAT}
 
     @classmethod
-    def load(cls, model_name_or_path: str, subfolder: str = "", token=None, cache_folder=None, revision=None,
-             local_files_only: bool = False, **kwargs):
-        hub_kwargs = dict(subfolder=subfolder, token=token, cache_folder=cache_folder, revision=revision,
-                          local_files_only=local_files_only)
+    def load(cls, model_name_or_path: str, subfolder: str = "", token: bool | str | None = None,
+             cache_folder: str | None = None, revision: str | None = None, local_files_only: bool = False,
+             init_defaults: dict[str, Any] | None = None, **kwargs: Any) -> Self:
+        hub_kwargs: _HubKwargs = dict(subfolder=subfolder, token=token, cache_folder=cache_folder, revision=revision,
+                                      local_files_only=local_files_only)
         folder = os.path.join(model_name_or_path, subfolder)
         config_path = os.path.join(folder, cls.config_file_name)
         if os.path.isdir(folder) and not os.path.isfile(config_path):
@@ -246,7 +260,7 @@ class PoolingModule(Module):
                                  "would embed every text as NaN; retrain it or restore the file")
         return module
 
-    def on_model_ready(self, model) -> None:
+    def on_model_ready(self, model: Iterable[nn.Module]) -> None:
         """Refuse, with a clear message, a pooling whose dimension differs from the module that feeds it."""
         modules = list(model)
         position = next((i for i, module in enumerate(modules) if module is self), None)

@@ -29,8 +29,9 @@ class PoolingOptionError(ValueError):
 
 def option_types(cls: type) -> dict[str, Any]:
     """Each constructor option of ``cls`` with its annotated type (``embedding_dimension`` included)."""
-    hints = typing.get_type_hints(cls.__init__)
-    names = [name for name in inspect.signature(cls.__init__).parameters if name != "self"]
+    init = getattr(cls, "__init__")  # noqa: B009  (cls.__init__ on a plain `type` is unsound to mypy)
+    hints = typing.get_type_hints(init)
+    names = [name for name in inspect.signature(init).parameters if name != "self"]
     return {name: hints.get(name, Any) for name in names}
 
 
@@ -47,7 +48,7 @@ def checked_options(cls: type, options: Mapping[str, Any], source: str) -> dict[
 
 def check_required(cls: type, options: Mapping[str, Any], source: str) -> None:
     """Refuse options that leave out one ``cls`` cannot be built without (a saved config.json with a key deleted)."""
-    required = [name for name, parameter in inspect.signature(cls.__init__).parameters.items()
+    required = [name for name, parameter in inspect.signature(getattr(cls, "__init__")).parameters.items()
                 if name != "self" and parameter.default is inspect.Parameter.empty
                 and parameter.kind is not inspect.Parameter.VAR_KEYWORD]
     missing = [name for name in required if name not in options]

@@ -88,7 +88,7 @@ def run_train(args: argparse.Namespace) -> int:
         fast_path = recipe.config(mode=mode).fast_path if args.fast_path is None else args.fast_path
     else:
         spec = PoolingSpec.parse(args.pooling)
-        options = with_native_start(args.model, spec.pooling, spec.options) if args.native_start else spec.options
+        options = with_native_start(args.model, spec.pooling, spec.options) if args.native_start else dict(spec.options)
         model = build_model(args.model, spec.pooling, max_seq_length=args.max_seq_length,
                             attention_mode=args.attention_mode, **dict(options))
         mode = args.mode or "head"

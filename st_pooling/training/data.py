@@ -18,8 +18,10 @@ import json
 import math
 import random
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 
 from st_pooling.data.errors import DataFormatError, require_files
 from st_pooling.data.text_files import read_text, split_lines
@@ -75,7 +77,7 @@ class PairData:
         negatives = None if self.negatives is None else [self.negatives[i] for i in keep]
         return PairData([self.anchors[i] for i in keep], [self.positives[i] for i in keep], negatives, self.source)
 
-    def to_dataset(self):
+    def to_dataset(self) -> Any:
         """A ``datasets.Dataset`` with columns anchor, positive[, negative] (no label column)."""
         from datasets import Dataset
 
@@ -122,7 +124,7 @@ class ScoredPairData:
         return ScoredPairData([self.texts1[i] for i in keep], [self.texts2[i] for i in keep],
                               [self.scores[i] for i in keep], self.source)
 
-    def to_dataset(self):
+    def to_dataset(self) -> Any:
         """A ``datasets.Dataset`` with columns sentence1, sentence2, score (ST's collator reads 'score' as label)."""
         from datasets import Dataset
 
@@ -269,7 +271,7 @@ def _layout(path: Path, names: list[str], line: int) -> tuple[str, list[str]]:
                                 f"(aliases: sentence1/sentence2, query, label), found {names}", line)
 
 
-def _build(path: Path, kind: str, rows: list[dict[str, object]], lines: list[int]) -> TrainingData:
+def _build(path: Path, kind: str, rows: list[dict[str, Any]], lines: list[int]) -> TrainingData:
     if len(rows) < 2:
         raise DataFormatError(path, f"expected at least 2 rows of training data, found {len(rows)}")
     columns = ["anchor", "positive", "negative"][: 3 if kind == "triplets" else 2]
@@ -299,7 +301,9 @@ def _build(path: Path, kind: str, rows: list[dict[str, object]], lines: list[int
 
 
 def _read_jsonl(path: Path) -> TrainingData:
-    rows, lines, kind, first_keys = [], [], None, None
+    rows: list[dict[str, Any]] = []
+    lines: list[int] = []
+    kind, first_keys = None, None
     for line_number, line in enumerate(split_lines(read_text(path, ("utf-8",))), start=1):
         if not line.strip():
             continue
@@ -326,10 +330,11 @@ def _read_jsonl(path: Path) -> TrainingData:
 
 def _read_delimited(path: Path, delimiter: str) -> TrainingData:
     text = read_text(path, ("utf-8", "latin-1"))
-    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
+    quoting: Literal[0, 1, 2, 3] = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting)
     header: list[str] | None = None
-    rows, lines = [], []
+    rows: list[dict[str, Any]] = []
+    lines: list[int] = []
     for row in reader:
         line = reader.line_num
         if not row or not any(cell.strip() for cell in row):
@@ -382,19 +387,19 @@ def _shared_folder(data_dir: str | Path | None, name: str) -> Path:
     return root / name if (root / name).is_dir() else root
 
 
-def _banking77(data_dir, split):
+def _banking77(data_dir: str | Path | None, split: str) -> PairData:
     from st_pooling.data import load_banking77_classification
 
     return same_label_pairs(load_banking77_classification(_shared_folder(data_dir, "banking77")))
 
 
-def _newsgroups(data_dir, split):
+def _newsgroups(data_dir: str | Path | None, split: str) -> PairData:
     from st_pooling.data import load_20newsgroups_classification
 
     return same_label_pairs(load_20newsgroups_classification(_shared_folder(data_dir, "20newsgroups")))
 
 
-TRAINING_SOURCES = {
+TRAINING_SOURCES: dict[str, Callable[[str | Path | None, str], TrainingData]] = {
     "stsb": lambda data_dir, split: stsb_scored_pairs(_shared_folder(data_dir, "stsbenchmark"), split),
     "sick": lambda data_dir, split: sick_scored_pairs(_shared_folder(data_dir, "sick"), split),
     "sick-nli": lambda data_dir, split: sick_nli_pairs(_shared_folder(data_dir, "sick"), split),

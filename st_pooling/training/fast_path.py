@@ -21,6 +21,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 import torch
@@ -69,7 +70,7 @@ class CachedHeadEmbedder:
 
     def __init__(self, model: SentenceTransformer, cache: FeatureCache) -> None:
         position = pooling_position(model)
-        self.head: PoolingModule = model[position]
+        self.head = cast(PoolingModule, model[position])  # pooling_position found a PoolingModule there
         self.after = [model[i] for i in range(position + 1, len(model))]
         cache.check_fits(self.head)
         self.cache = cache
@@ -109,7 +110,9 @@ def batch_loss(loss: nn.Module, embed: Callable[[Sequence[str]], Tensor], data: 
     labels = _labels(data, rows)
     if labels is not None:
         labels = labels.to(embeddings[0].device)
-    return loss.compute_loss_from_embeddings(embeddings, labels)
+    # every make_loss loss (a sentence-transformers loss) has it; the nn.Module the losses are typed as does not
+    compute: Callable[[list[Tensor], Tensor | None], Tensor] = getattr(loss, "compute_loss_from_embeddings")
+    return compute(embeddings, labels)
 
 
 def cosine_spearman(emb1: np.ndarray, emb2: np.ndarray, scores: Sequence[float]) -> float:
@@ -150,7 +153,8 @@ def optimizer_step(value: Tensor, parameters: Sequence[nn.Parameter], optimizer:
     scheduler.step()
 
 
-def linear_schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int):
+def linear_schedule(optimizer: torch.optim.Optimizer, total_steps: int,
+                    warmup_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
     def factor(step: int) -> float:
         if step < warmup_steps:
             return (step + 1) / max(1, warmup_steps)

@@ -24,11 +24,12 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from sentence_transformers.sentence_transformer.modules import Transformer
+from torch import Tensor
 
 from st_pooling import functional as F
 from st_pooling.forward import forward_batches
@@ -84,8 +85,11 @@ class FeatureCache:
 
     def token_batch(self, texts: Sequence[str]) -> tuple[Tensor, Tensor]:
         """Right-padded float32 states ``(batch, max_len, dim)`` and mask ``(batch, max_len)`` of ``texts``."""
+        offsets = self.offsets
+        if offsets is None:
+            raise ValueError(f"token_batch reads a {TOKEN_STATES} cache, this one holds {self.kind}")
         return F.pad_token_rows([
-            torch.from_numpy(np.asarray(self.values[self.offsets[r]:self.offsets[r + 1]], dtype=np.float32))
+            torch.from_numpy(np.asarray(self.values[offsets[r]:offsets[r + 1]], dtype=np.float32))
             for r in self.rows(texts)])
 
     def stack_batch(self, texts: Sequence[str]) -> Tensor:
@@ -137,7 +141,7 @@ class FeatureCache:
         return cls(kind, values, offsets, {text: row for row, text in enumerate(texts)}, meta)
 
 
-def _load_array(path: Path, mmap_mode: str | None = None) -> np.ndarray:
+def _load_array(path: Path, mmap_mode: Literal["r+", "r", "w+", "c"] | None = None) -> np.ndarray:
     """A numeric array, never a pickle: an object array (which np.load could only unpickle) is refused."""
     try:
         return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
@@ -146,7 +150,7 @@ def _load_array(path: Path, mmap_mode: str | None = None) -> np.ndarray:
                          "build it again") from None
 
 
-def token_counts(transformer: nn.Module, texts: Sequence[str], batch_size: int = 1024) -> np.ndarray:
+def token_counts(transformer: Transformer, texts: Sequence[str], batch_size: int = 1024) -> np.ndarray:
     """How many tokens the transformer reads of each text (after truncation, special tokens included)."""
     counts = np.zeros(len(texts), dtype=np.int64)
     for start in range(0, len(texts), batch_size):
@@ -155,7 +159,7 @@ def token_counts(transformer: nn.Module, texts: Sequence[str], batch_size: int =
     return counts
 
 
-def build_feature_cache(transformer: nn.Module, head: PoolingModule, texts: Sequence[str], *,
+def build_feature_cache(transformer: Transformer, head: PoolingModule, texts: Sequence[str], *,
                         dtype: str = "float16", max_bytes: int = DEFAULT_MAX_BYTES, batch_size: int = 64,
                         device: str | torch.device | None = None, show_progress_bar: bool = True) -> FeatureCache:
     """Run the frozen ``transformer`` once over the distinct ``texts`` and keep what ``head`` reads.

@@ -27,14 +27,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 from sentence_transformers import SentenceTransformer
+from sentence_transformers.sentence_transformer.modules import Transformer
 from torch import nn
 
 from st_pooling.atomic import owned_output, replace_folder
+from st_pooling.modules.base import PoolingModule
 from st_pooling.publish.card import write_model_card
 from st_pooling.training.batches import batch_sampler_kind
 from st_pooling.training.compat import check_lora_dependencies
@@ -113,17 +115,17 @@ def atomic_output_dir(target: str | Path | None, overwrite: bool = False) -> Ite
     """A fresh temporary folder beside ``target``; renamed to ``target`` on success, removed on failure. The whole run
     holds ``target`` (:func:`~st_pooling.atomic.owned_output`): a second run into it is refused, naming this one."""
     if target is None:
-        with tempfile.TemporaryDirectory(prefix="st-pooling-train-") as scratch:
-            yield Path(scratch)
+        with tempfile.TemporaryDirectory(prefix="st-pooling-train-") as temporary:
+            yield Path(temporary)
         return
-    with owned_output(target, "train", overwrite=overwrite, replaced_whole=True) as target:
-        scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    with owned_output(target, "train", overwrite=overwrite, replaced_whole=True) as owned:
+        scratch = Path(tempfile.mkdtemp(prefix=f".{owned.name}.partial-", dir=owned.parent))
         try:
             yield scratch
             final = scratch / "model"
             if not final.is_dir():
                 raise RuntimeError("training finished without saving a model")
-            replace_folder(final, target)
+            replace_folder(final, owned)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
 
@@ -166,7 +168,7 @@ def add_lora(model: SentenceTransformer, config: TrainConfig) -> None:
 # ----------------------------------------------------------------------------- the trainer path
 
 
-def _evaluator_and_metric(dev: TrainingData | None):
+def _evaluator_and_metric(dev: TrainingData | None) -> tuple[Any, Any, str | None, bool | None]:
     """(evaluator, eval dataset, metric_for_best_model, greater_is_better) for a dev set."""
     if dev is None:
         return None, None, None, None
@@ -205,7 +207,7 @@ def _history_from_logs(log_history: list[dict[str, Any]], metric: str | None, gr
     return history
 
 
-def _epoch_timer():
+def _epoch_timer() -> Any:
     from transformers import TrainerCallback
 
     class EpochTimer(TrainerCallback):
@@ -215,10 +217,10 @@ def _epoch_timer():
             self.seconds: list[float] = []
             self._started = 0.0
 
-        def on_epoch_begin(self, args, state, control, **kwargs):
+        def on_epoch_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             self._started = time.perf_counter()
 
-        def on_epoch_end(self, args, state, control, **kwargs):
+        def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             self.seconds.append(time.perf_counter() - self._started)
 
     return EpochTimer()
@@ -271,7 +273,8 @@ def train_with_trainer(model: SentenceTransformer, train: TrainingData, workdir:
     trainer.remove_callback(PrinterCallback)  # it would print every step's log line; the history reports them
     trainer.train()
     history = _history_from_logs(trainer.state.log_history, metric, greater, timer.seconds)
-    best = max((r for r in history if r.dev_score is not None), key=lambda r: r.dev_score, default=None)
+    scored = [r for r in history if r.dev_score is not None]
+    best = max(scored, key=lambda r: r.dev_score or 0.0, default=None)  # `or 0.0`: never taken, dev_score is set
     return TrainResult(model, None, history, best.epoch if best else None, best.dev_score if best else None,
                        best.dev_metric if best else None)
 
@@ -288,7 +291,9 @@ def train_with_fast_path(model: SentenceTransformer, train: TrainingData, dev: T
                          f"model has {position} modules before it: train it with fast_path=False")
     texts = train.texts() + (dev.texts() if dev is not None else [])
     started = time.perf_counter()
-    cache = build_feature_cache(model[0], model[1], texts, dtype=config.cache_dtype,
+    # position 1: model[0] is the Transformer feeding the head, model[1] the PoolingModule pooling_position found
+    transformer, head = cast(Transformer, model[0]), cast(PoolingModule, model[1])
+    cache = build_feature_cache(transformer, head, texts, dtype=config.cache_dtype,
                                 max_bytes=config.cache_max_bytes, show_progress_bar=config.show_progress_bar)
     cache_seconds = time.perf_counter() - started
     loss = make_loss(config.loss, model, train)
