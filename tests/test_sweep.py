@@ -408,6 +408,8 @@ def test_search_command_writes_model_table_and_png(tmp_path, capsys):
     assert report.count("| c0") == 3 and "finished ★" in report
     assert (output / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (output / "best_model" / "modules.json").is_file()
+    card = (output / "best_model" / "README.md").read_text()
+    assert "pip install st-pooling" in card and "import st_pooling" in card
     assert "st-pooling sweep: halving" in capsys.readouterr().out
     with pytest.raises(SearchSpaceError, match="not both"):
         args = parser.parse_args(["sweep", "--space", str(space), "--poolings", "gem", "--lrs", "0.1",

@@ -31,6 +31,7 @@ from st_pooling.atomic import replace_folder
 from st_pooling.models import build_transformer, pooling_for, with_native_start
 from st_pooling.modules.base import BaseNeeds, PoolingModule
 from st_pooling.modules.registry import pooling_class
+from st_pooling.publish.card import write_model_card
 from st_pooling.sweep.space import Candidate, SearchSpace, SearchSpaceError
 from st_pooling.training.batches import BatchStream
 from st_pooling.training.data import TrainingData, load_training_data
@@ -264,6 +265,7 @@ class CandidateRun:
         (partial / "search_candidate.json").write_text(json.dumps(
             {**self.candidate.to_dict(), "label": self.candidate.label, "dev_curve_steps": self.steps,
              "dev_curve_scores": [float(np.round(score, 6)) for score in self.scores]}, indent=2), encoding="utf-8")
+        write_model_card(partial, self.model)  # Hub-ready card: st-pooling, the pooling, how to load it
         return replace_folder(partial, folder)
 
 

@@ -27,6 +27,7 @@ from st_pooling.evaluation.compare import Comparison, score_tasks
 from st_pooling.evaluation.shared_forward import SharedForwardEmbedder
 from st_pooling.evaluation.stats import BootstrapResult, corrected, paired_bootstrap, wilcoxon_by_task_type
 from st_pooling.models import is_decoder_model, native_pooling_of, pooling_for, resolve_base
+from st_pooling.publish.card import write_model_card
 from st_pooling.sweep.space import space_from_options
 from st_pooling.sweep.strategies import SearchSession, settings_for
 from st_pooling.tuning.data import (build_dev_suite, build_mixture, load_splits, overall,
@@ -132,6 +133,7 @@ def run_tune(model: str = "minilm", output: str | Path = "runs/tune", *, heads: 
                 {"candidate": trainer.best.candidate, "label": trainer.best.label, "step": trainer.best.step,
                  "dev_overall": trainer.best.overall, "dev_per_type": trainer.best.per_type,
                  "native": native}, indent=2), encoding="utf-8")
+            write_model_card(model_dir, winner_model)  # Hub-ready card: st-pooling, the pooling, how to load it
             result.model_dir = model_dir
             log(f"tune: kept {trainer.best.label} at step {trainer.best.step}; saved to {model_dir}")
             if evaluate:
