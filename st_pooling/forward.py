@@ -22,23 +22,33 @@ def length_batches(texts: Sequence[str], batch_size: int) -> list[list[int]]:
     return [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
 
 
+def tokenized_batches(transformer: nn.Module, texts: Sequence[str], batches: list[list[int]]) -> list[dict[str, Any]]:
+    """Each batch of ``texts`` as the transformer's inputs, tokenized once (e.g. to count tokens before the forward
+    pass, then passed to :func:`forward_batches` as ``inputs``)."""
+    return [transformer.preprocess([texts[i] for i in rows]) for rows in batches]
+
+
 def to_device(features: dict[str, Any], device: torch.device) -> dict[str, Any]:
     return {key: value.to(device) if isinstance(value, Tensor) else value for key, value in features.items()}
 
 
 def forward_batches(transformer: nn.Module, texts: Sequence[str], *, batch_size: int, device: torch.device,
                     desc: str = "forward", show_progress_bar: bool = True,
-                    batches: list[list[int]] | None = None) -> Iterator[tuple[list[int], dict[str, Any]]]:
+                    batches: list[list[int]] | None = None, inputs: Sequence[dict[str, Any]] | None = None
+                    ) -> Iterator[tuple[list[int], dict[str, Any]]]:
     """``(rows, output)`` for each batch: the row indices of ``texts`` in it and the transformer's output features,
     computed without gradients in eval mode (the transformer's mode is restored afterwards). ``batches`` overrides the
-    default grouping (:func:`length_batches`)."""
+    default grouping (:func:`length_batches`); ``inputs``, the batches already tokenized (:func:`tokenized_batches`),
+    saves tokenizing them again."""
     batches = length_batches(texts, batch_size) if batches is None else batches
     was_training = transformer.training
     transformer.to(device).eval()
     try:
         with torch.inference_mode():
-            for rows in tqdm(batches, desc=desc, disable=not show_progress_bar or len(batches) < 2):
-                features = transformer.preprocess([texts[i] for i in rows])
+            for position, rows in enumerate(tqdm(batches, desc=desc,
+                                                 disable=not show_progress_bar or len(batches) < 2)):
+                features = inputs[position] if inputs is not None else \
+                    transformer.preprocess([texts[i] for i in rows])
                 yield rows, transformer(to_device(features, device))
     finally:
         transformer.train(was_training)

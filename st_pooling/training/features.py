@@ -32,7 +32,7 @@ from sentence_transformers.sentence_transformer.modules import Transformer
 from torch import Tensor
 
 from st_pooling import functional as F
-from st_pooling.forward import forward_batches
+from st_pooling.forward import forward_batches, length_batches, tokenized_batches
 from st_pooling.modules.base import LAYER_STACK, TOKEN_STATES, PoolingModule
 
 STORAGE_DTYPES = {"float16": np.float16, "float32": np.float32}
@@ -150,15 +150,6 @@ def _load_array(path: Path, mmap_mode: Literal["r+", "r", "w+", "c"] | None = No
                          "build it again") from None
 
 
-def token_counts(transformer: Transformer, texts: Sequence[str], batch_size: int = 1024) -> np.ndarray:
-    """How many tokens the transformer reads of each text (after truncation, special tokens included)."""
-    counts = np.zeros(len(texts), dtype=np.int64)
-    for start in range(0, len(texts), batch_size):
-        mask = transformer.preprocess(list(texts[start:start + batch_size]))["attention_mask"]
-        counts[start:start + len(mask)] = mask.sum(dim=1).numpy()
-    return counts
-
-
 def build_feature_cache(transformer: Transformer, head: PoolingModule, texts: Sequence[str], *,
                         dtype: str = "float16", max_bytes: int = DEFAULT_MAX_BYTES, batch_size: int = 64,
                         device: str | torch.device | None = None, show_progress_bar: bool = True) -> FeatureCache:
@@ -177,7 +168,11 @@ def build_feature_cache(transformer: Transformer, head: PoolingModule, texts: Se
     dim = head.get_embedding_dimension()
     storage = STORAGE_DTYPES[dtype]
     itemsize = np.dtype(storage).itemsize
-    lengths = token_counts(transformer, texts) if kind == TOKEN_STATES else np.zeros(len(texts), dtype=np.int64)
+    batches = length_batches(texts, batch_size)
+    inputs = tokenized_batches(transformer, texts, batches)  # once: for the token counts and for the forward pass
+    lengths = np.zeros(len(texts), dtype=np.int64)
+    for rows, features in zip(batches, inputs):
+        lengths[rows] = features["attention_mask"].sum(dim=1).numpy()
     rows_per_text = len(options["layers"]) + (options["native"] is not None) if kind == LAYER_STACK else 1
     width = dim * rows_per_text
     needed = (len(texts) if kind == LAYER_STACK else int(lengths.sum())) * width * itemsize
@@ -190,7 +185,8 @@ def build_feature_cache(transformer: Transformer, head: PoolingModule, texts: Se
     shape = (len(texts), rows_per_text, dim) if kind == LAYER_STACK else (int(offsets[-1]), dim)
     values = np.empty(shape, dtype=storage)
     for rows, output in forward_batches(transformer, texts, batch_size=batch_size, device=device,
-                                        desc="caching features", show_progress_bar=show_progress_bar):
+                                        desc="caching features", show_progress_bar=show_progress_bar,
+                                        batches=batches, inputs=inputs):
         extracted = head.extract(output)  # what the live head reads
         if kind == LAYER_STACK:
             _store(values, rows, extracted["layer_stack"].float().cpu().numpy(), dtype)  # (batch, layers, dim)
