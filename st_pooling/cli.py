@@ -86,16 +86,9 @@ def add_list_command(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from st_pooling import POOLINGS
-    from st_pooling.evaluation.tasks import EMBEDDED_DEFAULT_TASKS, LOCAL_TASKS
+    from st_pooling.catalogue import catalogue_lines  # a table, so listing imports neither torch nor mteb
 
-    print("poolings:")
-    for name, cls in POOLINGS.items():
-        kind = "learnable" if cls.learnable else "parameter-free"
-        print(f"  {name:<18} {cls.__name__} ({kind}{', all layers' if cls.base_needs_for({}).hidden_states else ''})")
-    print("local tasks (* = embedded default):")
-    for name, task in LOCAL_TASKS.items():
-        print(f"  {'*' if name in EMBEDDED_DEFAULT_TASKS else ' '} {name:<34} {task.metadata.type}")
+    print("\n".join(catalogue_lines()))
     return 0
 
 

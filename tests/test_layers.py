@@ -11,7 +11,7 @@ import st_pooling
 
 PACKAGE = Path(st_pooling.__file__).parent
 LAYERS = [
-    {"functional", "lazy"},
+    {"functional", "lazy", "catalogue"},
     {"modules"},
     {"decoders", "models", "loading", "registration", "forward", "data", "atomic", "cli_args"},
     {"publish"},

@@ -52,3 +52,19 @@ def test_public_names_resolve_and_unknown_ones_fail():
     assert "GeMPooling" in dir(st_pooling) and "GeMPooling" in st_pooling.__all__
     with pytest.raises(AttributeError, match="no attribute 'nothing_here'"):
         st_pooling.nothing_here  # noqa: B018
+
+
+def test_the_listing_equals_the_registry_and_the_task_list_and_imports_nothing_heavy():
+    from st_pooling import POOLINGS, catalogue
+    from st_pooling.evaluation.tasks import EMBEDDED_DEFAULT_TASKS, LOCAL_TASKS
+
+    assert catalogue.POOLINGS == tuple(
+        (name, cls.__name__, cls.learnable, cls.base_needs_for({}).hidden_states) for name, cls in POOLINGS.items())
+    assert catalogue.LOCAL_TASKS == tuple(
+        (name, task.metadata.type, name in EMBEDDED_DEFAULT_TASKS) for name, task in LOCAL_TASKS.items())
+    result = run("import sys\nfrom st_pooling.cli import main\nmain(['list'])\n"
+                 f"print(sorted(name for name in {HEAVY!r} if name in sys.modules))")
+    assert result.returncode == 0, result.stderr
+    assert "  mltp               MultiLayerTrainablePooling (learnable, all layers)" in result.stdout
+    assert "  * LeeSTS" in result.stdout
+    assert result.stdout.strip().splitlines()[-1] == "[]"
