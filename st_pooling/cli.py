@@ -52,6 +52,10 @@ def add_compare_command(subparsers: argparse._SubParsersAction) -> None:
                              "testing several poolings against one reference (default: holm)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default=None)
+    parser.add_argument("--processes", type=positive_int, default=None,
+                        help="run the forward passes in N CPU processes (sentence-transformers' multi-process pool)")
+    parser.add_argument("--devices", nargs="+", default=None, metavar="DEVICE",
+                        help="run the forward passes in one process per device, e.g. cuda:0 cuda:1")
     add_progress_flag(parser)
     parser.set_defaults(handler=run_compare)
 
@@ -64,8 +68,11 @@ def run_compare(args: argparse.Namespace) -> int:
     from st_pooling.evaluation.stats import check_bootstrap_settings
     from st_pooling.evaluation.tasks import EMBEDDED_DEFAULT_TASKS, get_tasks
 
+    from st_pooling.forward import encode_devices
+
     started = time.perf_counter()
     check_bootstrap_settings(args.n_resamples)  # all settings before any folder is touched
+    devices = encode_devices(args.processes, args.devices)
     specs = [ModelEntry.load(text) if os.path.isdir(text) or os.sep in text else PoolingSpec.parse(text)
              for text in args.poolings]
     tasks = get_tasks(args.tasks or EMBEDDED_DEFAULT_TASKS, data_dir=args.data_dir, max_items=args.max_items)
@@ -73,7 +80,8 @@ def run_compare(args: argparse.Namespace) -> int:
         comparison = compare_poolings(
             args.model, specs, tasks, output, reference=args.reference, batch_size=args.batch_size,
             max_seq_length=args.max_seq_length, attention_mode=args.attention_mode, n_resamples=args.n_resamples,
-            seed=args.seed, correction=args.correction, show_progress_bar=not args.no_progress, device=args.device)
+            seed=args.seed, correction=args.correction, show_progress_bar=not args.no_progress, device=args.device,
+            devices=devices)
         written = write_report(comparison, output, command="st-pooling " + shlex.join(args.argv))
     print(written[0].read_text(encoding="utf-8"))
     print(f"wrote {', '.join(str(path) for path in written)} in {time.perf_counter() - started:.0f} s")

@@ -267,7 +267,7 @@ def compare_poolings(base: str, specs: Sequence[PoolingSpec | ModelEntry], tasks
                      output_dir: str | Path, *, reference: str | None = None, batch_size: int = 32, max_seq_length: int | None = None,
                      attention_mode: str | None = None, n_resamples: int = 1000, seed: int = 0,
                      correction: str = "holm", show_progress_bar: bool = True,
-                     device: str | None = None) -> Comparison:
+                     device: str | None = None, devices: Sequence[str] | None = None) -> Comparison:
     """Evaluate every pooling in ``specs`` on ``tasks`` with one shared forward pass of ``base``.
 
     ``specs`` are pooling specs (built on ``base``) and whole models (:class:`ModelEntry`: a saved folder or a model
@@ -278,6 +278,8 @@ def compare_poolings(base: str, specs: Sequence[PoolingSpec | ModelEntry], tasks
     :class:`Comparison` holds the main scores and the paired-bootstrap / Wilcoxon statistics against ``reference``
     (default: the first spec). With ``correction="holm"`` the p-values behind the significance marks are corrected
     for testing every other configuration against the reference (per task, and per task type for Wilcoxon).
+    ``devices`` runs the forward passes in that many processes (sentence-transformers' multi-process pool, e.g.
+    ``["cuda:0", "cuda:1"]`` or ``["cpu"] * 2``); the scores are the single process's up to float rounding.
     """
     if not specs:
         raise ValueError("give at least one pooling to compare")
@@ -293,11 +295,16 @@ def compare_poolings(base: str, specs: Sequence[PoolingSpec | ModelEntry], tasks
     # one forward pass serves every pooling of one base: with what any of them needs (if one reads the last token,
     # every text ends with EOS); a whole model with a base of its own gets its own forward pass
     embedders = [SharedForwardEmbedder(transformer, poolings, batch_size=batch_size,
-                                       show_progress_bar=show_progress_bar, device=device)
+                                       show_progress_bar=show_progress_bar, device=device, devices=devices)
                  for transformer, poolings in shared_forward_groups(base, specs, max_seq_length=max_seq_length,
                                                                     attention_mode=attention_mode)]
-    comparison, items = score_tasks(embedders, base, tasks, output_dir, reference=reference, correction=correction,
-                                    batch_size=batch_size, show_progress_bar=show_progress_bar)
+    try:
+        comparison, items = score_tasks(embedders, base, tasks, output_dir, reference=reference,
+                                        correction=correction, batch_size=batch_size,
+                                        show_progress_bar=show_progress_bar)
+    finally:
+        for embedder in embedders:
+            embedder.close()
     for name, per_item in items.items():
         for label, result in against_reference(per_item, reference, n_resamples=n_resamples, seed=seed,
                                                correction=correction).items():

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,7 +24,7 @@ from mteb.models.abs_encoder import AbsEncoder
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer.modules import Normalize, Transformer
 
-from st_pooling.forward import forward_batches
+from st_pooling.forward import PoolingsTogether, encode_pool, forward_batches
 from st_pooling.modules.base import PoolingModule
 
 if TYPE_CHECKING:
@@ -106,13 +107,20 @@ class EmbeddingCache:
 
 
 class SharedForwardEmbedder:
-    """Runs ``transformer`` once per distinct text and applies every pooling in ``poolings`` to its states."""
+    """Runs ``transformer`` once per distinct text and applies every pooling in ``poolings`` to its states.
+
+    ``devices`` (e.g. ``["cuda:0", "cuda:1"]`` or ``["cpu"] * 4``) spreads the forward pass over that many processes
+    with sentence-transformers' multi-process pool (:func:`st_pooling.forward.encode_pool`), started at the first
+    texts and stopped by :meth:`close`."""
 
     def __init__(self, transformer: Transformer, poolings: Mapping[str, torch.nn.Module], *, normalize: bool = True,
                  batch_size: int = 32, cache_bytes: int = DEFAULT_CACHE_BYTES, show_progress_bar: bool = True,
-                 device: str | None = None) -> None:
+                 device: str | None = None, devices: Sequence[str] | None = None) -> None:
         if not poolings:
             raise ValueError("give at least one pooling to compare")
+        self.devices = list(devices) if devices else None
+        self._pool_stack = ExitStack()
+        self._pool: tuple[Any, Any] | None = None
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.transformer = transformer.to(self.device).eval()
         self.poolings = {label: module.to(self.device).eval() for label, module in poolings.items()}
@@ -146,7 +154,20 @@ class SharedForwardEmbedder:
         if todo:
             self._forward(todo, store=True)
 
+    def close(self) -> None:
+        """Stop the encode processes, if any were started."""
+        self._pool = None
+        self._pool_stack.close()
+
     def _forward(self, texts: list[str], store: bool) -> np.ndarray:
+        result = self._forward_in_processes(texts) if self.devices else self._forward_here(texts)
+        self.forward_texts += len(texts)
+        if store:
+            for i, text in enumerate(texts):
+                self.cache.put(text, result[i])
+        return result
+
+    def _forward_here(self, texts: list[str]) -> np.ndarray:
         result = np.empty((len(texts), len(self.labels), self.transformer.get_embedding_dimension()), np.float32)
         for rows, features in forward_batches(self.transformer, texts, batch_size=self.batch_size,
                                               device=self.device, desc="shared forward",
@@ -156,11 +177,18 @@ class SharedForwardEmbedder:
                 if self.normalize:
                     pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
                 result[rows, position] = pooled.cpu().numpy()
-            self.forward_texts += len(rows)
-        if store:
-            for i, text in enumerate(texts):
-                self.cache.put(text, result[i])
         return result
+
+    def _forward_in_processes(self, texts: list[str]) -> np.ndarray:
+        assert self.devices  # only called with devices
+        if self._pool is None:
+            together = SentenceTransformer(modules=[self.transformer, PoolingsTogether(
+                [self.poolings[label] for label in self.labels], self.normalize)], device="cpu")
+            self._pool = self._pool_stack.enter_context(encode_pool(together, self.devices))
+        pool_model, pool = self._pool
+        flat = pool_model.encode(texts, pool=pool, batch_size=self.batch_size, convert_to_numpy=True,
+                                 show_progress_bar=False)  # (texts, poolings x dim)
+        return np.asarray(flat, dtype=np.float32).reshape(len(texts), len(self.labels), -1)
 
 
 def _batch_texts(batch: Mapping[str, Any]) -> list[str]:

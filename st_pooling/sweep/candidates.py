@@ -15,12 +15,12 @@ path's ``train_head_on_cache`` evaluates once per epoch and cannot be paused bet
 
 from __future__ import annotations
 
+import io
 import json
 import math
-import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import torch
@@ -33,8 +33,10 @@ from st_pooling.modules.base import BaseNeeds, PoolingModule
 from st_pooling.modules.registry import pooling_class
 from st_pooling.publish.card import write_model_card
 from st_pooling.sweep.space import Candidate, SearchSpace, SearchSpaceError
+from st_pooling.sweep.state import write_bytes_atomically
 from st_pooling.training.batches import BatchStream
 from st_pooling.training.data import TrainingData, load_training_data
+from st_pooling.training.distributed import Ranks
 from st_pooling.training.fast_path import (CachedHeadEmbedder, batch_loss, dev_score, head_optimizer,
                                           linear_schedule, optimizer_step)
 from st_pooling.training.features import LAYER_STACK, FeatureCache, build_feature_cache, cache_kind
@@ -45,9 +47,11 @@ class SearchTrainer:
     """The data, frozen base and feature caches shared by all candidates of one search space."""
 
     def __init__(self, space: SearchSpace, *, device: str | None = None, cache_dtype: str = "float16",
-                 show_progress_bar: bool = False) -> None:
+                 show_progress_bar: bool = False, ranks: Ranks | None = None) -> None:
         self.space = space
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.ranks = ranks or Ranks()  # several processes: each feature cache is built across them, once
+        self.device = device or (str(self.ranks.device) if self.ranks.distributed else
+                                 "cuda" if torch.cuda.is_available() else "cpu")
         self.cache_dtype = cache_dtype
         self.show_progress_bar = show_progress_bar
         self.train_data: TrainingData = load_training_data(space.train, data_dir=space.data_dir)
@@ -110,7 +114,7 @@ class SearchTrainer:
         if kind != LAYER_STACK:
             return self._cache("token_states", lambda: build_feature_cache(
                 transformer, head, self.texts, dtype=self.cache_dtype, device=self.device,
-                show_progress_bar=self.show_progress_bar))
+                show_progress_bar=self.show_progress_bar, ranks=self.ranks))
         every_layer = list(range(1, head.num_layers + 1))
         summaries = {key: options[key] for key in ("layer_summary", "exclude_first_token", "native")}
 
@@ -118,7 +122,7 @@ class SearchTrainer:
             with torch.random.fork_rng(devices=[]):
                 full_head = type(head)(head.embedding_dimension, head.num_layers, num_latents=1, **summaries)
             return build_feature_cache(transformer, full_head, self.texts, dtype=self.cache_dtype, device=self.device,
-                                       show_progress_bar=self.show_progress_bar)
+                                       show_progress_bar=self.show_progress_bar, ranks=self.ranks)
 
         full = self._cache(f"layer_stack:{json.dumps(summaries, sort_keys=True)}", build_every_layer)
         if options["layers"] == every_layer:
@@ -224,8 +228,10 @@ class CandidateRun:
 
     def save_checkpoint(self, path: str | Path) -> None:
         """Everything needed to continue exactly where the run is, written atomically."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomically(path, self.checkpoint_bytes())
+
+    def checkpoint_bytes(self) -> bytes:
+        """The checkpoint :meth:`save_checkpoint` writes, as bytes (sent between processes of a distributed sweep)."""
         payload: dict[str, Any] = {
             "candidate": self.candidate.id, "step": self.step, "steps": self.steps, "scores": self.scores,
             "seconds": self.seconds, "evaluations": self.evaluations, "eval_seconds": self.eval_seconds,
@@ -233,11 +239,23 @@ class CandidateRun:
             "head": self.head.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
         }
-        partial = path.with_name(f".{path.name}.partial")
-        torch.save(payload, partial)
-        os.replace(partial, path)
+        buffer = io.BytesIO()
+        torch.save(payload, buffer)
+        return buffer.getvalue()
 
-    def load_checkpoint(self, path: str | Path) -> None:
+    def head_bytes(self) -> bytes:
+        """The head's weights as safetensors bytes."""
+        from safetensors.torch import save
+
+        return save({name: tensor.detach().cpu().contiguous() for name, tensor in self.head.state_dict().items()})
+
+    def load_head(self, data: bytes) -> None:
+        """Set the head's weights from :meth:`head_bytes` of the same candidate's run."""
+        from safetensors.torch import load
+
+        self.head.load_state_dict(load(data))
+
+    def load_checkpoint(self, path: str | Path | IO[bytes]) -> None:
         # weights_only: tensors, numbers, strings and containers only; a planted pickle is refused, never executed
         payload = torch.load(path, map_location=self.trainer.device, weights_only=True)
         if payload["candidate"] != self.candidate.id:

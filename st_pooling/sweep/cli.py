@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from contextlib import ExitStack
 
 from st_pooling.atomic import owned_output
 from st_pooling.cli_args import add_progress_flag, positive_float, positive_int
@@ -93,6 +94,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     from st_pooling.sweep.report import write_report
     from st_pooling.sweep.candidates import SearchTrainer
     from st_pooling.sweep.strategies import SearchSession, settings_for
+    from st_pooling.training.distributed import current_ranks
 
     space = build_space(args)
     if args.strategy == "predictive":
@@ -114,13 +116,19 @@ def run_sweep(args: argparse.Namespace) -> int:
         print(f"{event:<8} {record.id:<24} {record.label:<60} step {record.steps_trained:>5} dev {score} "
               f"{record.stop_reason or ''}", flush=True)
 
-    with owned_output(args.output, "sweep", overwrite=args.overwrite) as output:  # one sweep per folder at a time
-        session = SearchSession(space, SearchTrainer(space, device=args.device), output, args.strategy, settings,
-                                on_event=progress)
-        if session.resumed and not args.no_progress:
+    ranks = current_ranks()  # under torchrun / accelerate launch: the candidates are dealt out to the processes
+    with ExitStack() as stack:
+        # one sweep per folder at a time; the main process alone holds and writes it
+        output = ranks.on_main(lambda: str(stack.enter_context(owned_output(args.output, "sweep",
+                                                                             overwrite=args.overwrite))))
+        session = SearchSession(space, SearchTrainer(space, device=args.device, ranks=ranks), output, args.strategy,
+                                settings, on_event=progress, ranks=ranks)
+        if session.resumed and not args.no_progress and ranks.is_main:
             done = sum(record.status in ("finished", "stopped") for record in session.state.records.values())
             print(f"continuing the search in {args.output}: {done} of {len(space.candidates)} candidates done")
         session.run()
+        if not ranks.is_main:
+            return 0
         written = write_report(session)
     print(written["report"].read_text(encoding="utf-8"))
     print(f"wrote {', '.join(str(path) for path in written.values())} in {time.perf_counter() - started:.0f} s")

@@ -136,11 +136,16 @@ class SearchState:
 
 
 def write_json_atomically(path: str | Path, payload: Any) -> None:
+    write_bytes_atomically(path, json.dumps(payload, indent=1).encode("utf-8"))
+
+
+def write_bytes_atomically(path: str | Path, data: bytes) -> None:
+    """``data`` at ``path``: written beside it, synced, then renamed into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial")
-    with open(partial, "w", encoding="utf-8") as handle:
-        json.dump(payload, handle, indent=1)
+    with open(partial, "wb") as handle:
+        handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(partial, path)

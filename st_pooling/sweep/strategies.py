@@ -18,26 +18,37 @@ hundred pairs one costs as much as several training steps. The score of an untra
 learning rate (same pooling, options and seed), so it is evaluated once and shared.
 
 A :class:`SearchSession` owns the state file, the checkpoints and the runs in memory, so each strategy is a short
-loop over "advance this candidate to that step"; everything it decides is a function of the recorded curves, so a
+loop over "advance these candidates to that step"; everything it decides is a function of the recorded curves, so a
 restarted search makes the same decisions and skips what is done.
+
+Under several processes (torchrun / accelerate launch; :class:`~st_pooling.training.distributed.Ranks`) the
+candidates of each such group are dealt out, one per rank at a time (a round). Every rank holds the same state and
+applies the same rules; a rank advances its candidate writing nothing, and after each round the ranks exchange the
+records, checkpoints and finished heads (JSON and bytes). The main process alone writes the state file, the
+checkpoints and the best model, and a candidate continued on another rank in a later round starts from the main
+process's checkpoint of it. Warm-up, halving rungs and ``all`` are embarrassingly parallel and decide exactly as in
+one process; predictive search's stop rule then compares each round's candidates with the best finished before that
+round (in one process, with the best finished before the candidate).
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 import pickle
 import random
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from st_pooling.sweep.curves import ConfigEncoder
 from st_pooling.sweep.predictor import METHODS, Curve, FinalScorePredictor
 from st_pooling.sweep.candidates import CandidateRun, SearchTrainer
 from st_pooling.sweep.space import Candidate, SearchSpace
-from st_pooling.sweep.state import CandidateRecord, SearchState, open_state
+from st_pooling.sweep.state import CandidateRecord, SearchState, open_state, write_bytes_atomically
+from st_pooling.training.distributed import Ranks
 
 logger = logging.getLogger(__name__)
 
@@ -147,20 +158,37 @@ def rung_budgets(space: SearchSpace, settings: HalvingSettings) -> list[int]:
     return budgets
 
 
+@dataclass
+class _RoundOutcome:
+    """What one rank did with its candidate in a round, until the ranks exchange it."""
+
+    events: list[str] = field(default_factory=list)
+    checkpoint: bytes = b""
+    head: bytes = b""
+
+
 class SearchSession:
     """A search in an output folder: the state file, the checkpoints, the best model, and the runs in memory."""
 
     def __init__(self, space: SearchSpace, trainer: SearchTrainer, output: str | Path, strategy: str,
                  settings: PredictiveSettings | HalvingSettings | None = None,
-                 on_event: EventCallback | None = None) -> None:
+                 on_event: EventCallback | None = None, ranks: Ranks | None = None) -> None:
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
         self.space, self.trainer, self.strategy = space, trainer, strategy
         self.settings = settings if settings is not None else settings_for(strategy)
         self.output = Path(output)
         self.state_path = self.output / "state.json"
-        self.state, self.resumed = open_state(self.state_path, space, strategy,
-                                              asdict(self.settings) if self.settings else {})
+        self.ranks = ranks or Ranks()
+
+        def opened() -> tuple[dict[str, Any], bool]:  # the main process reads the state; every rank gets it
+            state, resumed = open_state(self.state_path, space, strategy, asdict(self.settings) if self.settings else {})
+            return state.to_dict(), resumed
+
+        state, resumed = self.ranks.on_main(opened)
+        self.state, self.resumed = SearchState.from_dict(state), bool(resumed)
+        self._round: _RoundOutcome | None = None  # set while this rank advances its candidate of a round
+        self._checkpoints: dict[str, bytes] = {}  # distributed: this round's checkpoints, from the main process
         self.on_event = on_event
         self.candidates = {candidate.id: candidate for candidate in space.candidates}
         self.encoder = ConfigEncoder(space.candidates)
@@ -177,17 +205,25 @@ class SearchSession:
 
     # ------------------------------------------------------------------------------------- running
 
+    @property
+    def _writes(self) -> bool:
+        """Whether this process writes the search's files now: the main process, outside a round."""
+        return self.ranks.is_main and self._round is None
+
+    def _save_state(self) -> None:
+        if self._writes:
+            self.state.save(self.state_path)
+
     def run(self) -> SearchState:
         """Run (or continue) the search to its end; returns the final state."""
         self.trainer.prepare()
-        self.state.save(self.state_path)
+        self._save_state()
         if self.strategy == "predictive":
             self._run_predictive()
         elif self.strategy == "halving":
             self._run_halving()
         else:
-            for candidate in search_order(self.space):
-                self.advance(candidate, self.space.steps)
+            self.advance_all(search_order(self.space), self.space.steps)
         return self.state
 
     def training_order(self) -> list[Candidate]:
@@ -202,20 +238,17 @@ class SearchSession:
     def _run_predictive(self) -> None:
         points = check_steps(self.space, self.settings)
         if self.settings.warm_up:
-            for candidate in search_order(self.space):
-                self.advance(candidate, points[1], points=points)
+            self.advance_all(search_order(self.space), points[1], points=points)
         order = self.training_order()
-        for position, candidate in enumerate(order):
-            bootstrap = position < self.settings.n_bootstrap
-            self.advance(candidate, self.space.steps, decide=None if bootstrap else self._predictive_rule,
-                         points=points)
+        bootstrap = self.settings.n_bootstrap
+        self.advance_all(order[:bootstrap], self.space.steps, points=points)
+        self.advance_all(order[bootstrap:], self.space.steps, decide=self._predictive_rule, points=points)
 
     def _run_halving(self) -> None:
         alive = search_order(self.space)
         budgets = rung_budgets(self.space, self.settings)
         for rung, budget in enumerate(budgets):
-            for candidate in alive:
-                self.advance(candidate, budget, points=budgets)
+            self.advance_all(alive, budget, points=budgets)
             if budget >= self.space.steps:
                 break
             keep = max(1, len(alive) // self.settings.eta)
@@ -235,9 +268,12 @@ class SearchSession:
         record = self.state.record(candidate)
         run = self.trainer.start(candidate)
         path = self.checkpoint_path(candidate)
-        if record.steps and path.exists():
+        source: str | Path | IO[bytes] | None = path if path.exists() else None
+        if self.ranks.distributed:  # the main process's checkpoint, sent to the rank continuing the candidate
+            source = io.BytesIO(self._checkpoints[candidate.id]) if self._checkpoints.get(candidate.id) else None
+        if record.steps and source is not None:
             try:
-                run.load_checkpoint(path)
+                run.load_checkpoint(source)
             except (OSError, EOFError, RuntimeError, KeyError, ValueError, pickle.UnpicklingError) as error:
                 # checkpoints are written atomically, so an unreadable one was damaged or planted: say so, start over
                 logger.warning("search: checkpoint %s could not be read (%s: %s); %s is trained again from its "
@@ -261,6 +297,69 @@ class SearchSession:
                     return record.scores[0]
         return None
 
+    def _has_reached(self, candidate: Candidate, to_step: int) -> bool:
+        """Finished, stopped, or already past ``to_step`` (a run interrupted further on is continued later)."""
+        record = self.state.record(candidate)
+        return record.status in ("finished", "stopped") or (record.status in ("paused", "running")
+                                                            and bool(record.steps) and record.steps_trained >= to_step)
+
+    def advance_all(self, candidates: Sequence[Candidate], to_step: int,
+                    decide: Callable[[Candidate, CandidateRecord], str | None] | None = None,
+                    points: list[int] | None = None) -> None:
+        """:meth:`advance` each of ``candidates`` in order; under several processes, one per rank per round."""
+        if not self.ranks.distributed:
+            for candidate in candidates:
+                self.advance(candidate, to_step, decide, points)
+            return
+        pending = [candidate for candidate in candidates if not self._has_reached(candidate, to_step)]
+        for start in range(0, len(pending), self.ranks.world):
+            self._advance_round(pending[start:start + self.ranks.world], to_step, decide, points)
+
+    def _advance_round(self, group: list[Candidate], to_step: int,
+                       decide: Callable[[Candidate, CandidateRecord], str | None] | None,
+                       points: list[int] | None) -> None:
+        """Rank r advances ``group[r]`` writing nothing; then the ranks exchange what they did and the main process
+        writes it (checkpoints, best model, state file) in the group's order."""
+        ranks = self.ranks
+        self._runs.clear()  # a candidate continues from the main process's checkpoint, whichever rank had it before
+        self._checkpoints = {}
+        for candidate in group:
+            path = self.checkpoint_path(candidate)
+            data = path.read_bytes() if ranks.is_main and path.is_file() else None
+            self._checkpoints[candidate.id] = ranks.broadcast_bytes(data)
+        mine = group[ranks.rank] if ranks.rank < len(group) else None
+        self._round = _RoundOutcome()
+        try:
+            if mine is not None:
+                self.advance(mine, to_step, decide, points)
+            outcome = self._round
+        finally:
+            self._round = None
+        records = ranks.all_gather_json(None if mine is None else
+                                        {"record": asdict(self.state.record(mine)), "events": outcome.events})
+        checkpoints = ranks.all_gather_bytes(outcome.checkpoint)
+        heads = ranks.all_gather_bytes(outcome.head)
+        for candidate, item, checkpoint, head in zip(group, records, checkpoints, heads):
+            record = self.state.records[candidate.id] = CandidateRecord(**item["record"])
+            if record.status == "finished":
+                best = self.state.best
+                if best is None or (record.final or 0.0) > (best.final or 0.0):
+                    self.state.best_id = candidate.id
+                    if ranks.is_main:
+                        run = self.trainer.start(candidate)
+                        run.load_head(head)
+                        run.steps, run.scores = list(record.steps), list(record.scores)
+                        run.save_model(self.best_model_dir)
+            if ranks.is_main:
+                path = self.checkpoint_path(candidate)
+                if record.status in ("finished", "stopped"):
+                    path.unlink(missing_ok=True)
+                elif checkpoint:
+                    write_bytes_atomically(path, checkpoint)
+            self._save_state()
+            for event in item["events"]:
+                self._emit(event, record)
+
     def advance(self, candidate: Candidate, to_step: int,
                 decide: Callable[[Candidate, CandidateRecord], str | None] | None = None,
                 points: list[int] | None = None) -> CandidateRecord:
@@ -269,9 +368,8 @@ class SearchSession:
         eval_every grid, step 0 included). ``decide`` is also asked at the point the candidate has reached already.
         Finished and stopped candidates are left as they are."""
         record = self.state.record(candidate)
-        if record.status in ("finished", "stopped") or (record.status in ("paused", "running") and record.steps
-                                                        and record.steps_trained >= to_step):
-            return record  # done, or already past to_step (a run interrupted further on is continued later)
+        if self._has_reached(candidate, to_step):
+            return record
         points = sorted(set(points if points is not None else self.space.eval_steps) | {to_step})
         run = self._run_of(candidate)
         record.status = "running"
@@ -299,11 +397,11 @@ class SearchSession:
             reason = decide(candidate, record) if decide is not None else None
             if reason:
                 return self.stop(candidate, reason)
-            run.save_checkpoint(self.checkpoint_path(candidate))
-            self.state.save(self.state_path)
+            self._save_checkpoint(candidate, run)
+            self._save_state()
             self._emit("point", record)
         record.status = "paused"
-        self.state.save(self.state_path)
+        self._save_state()
         self._emit("paused", record)
         return record
 
@@ -312,7 +410,7 @@ class SearchSession:
         if record.status in ("finished", "stopped"):
             return record
         record.status, record.stop_reason = "stopped", reason
-        self.state.save(self.state_path)
+        self._save_state()
         self._forget(candidate)
         self._emit("stopped", record)
         return record
@@ -320,21 +418,34 @@ class SearchSession:
     def _finish(self, candidate: Candidate, run: CandidateRun) -> CandidateRecord:
         record = self.state.record(candidate)
         record.status = "finished"
-        best = self.state.best
-        if best is None or record.final > best.final:
-            run.save_model(self.best_model_dir)
-            self.state.best_id = candidate.id
-        self.state.save(self.state_path)
+        if self._round is not None:  # the best is chosen when the ranks exchange the round
+            self._round.head = run.head_bytes()
+        else:
+            best = self.state.best
+            if best is None or (record.final or 0.0) > (best.final or 0.0):
+                if self._writes:
+                    run.save_model(self.best_model_dir)
+                self.state.best_id = candidate.id
+        self._save_state()
         self._forget(candidate)
         self._emit("finished", record)
         return record
 
+    def _save_checkpoint(self, candidate: Candidate, run: CandidateRun) -> None:
+        if self._round is not None:
+            self._round.checkpoint = run.checkpoint_bytes()
+        elif self._writes:
+            run.save_checkpoint(self.checkpoint_path(candidate))
+
     def _forget(self, candidate: Candidate) -> None:
         self._runs.pop(candidate.id, None)
-        self.checkpoint_path(candidate).unlink(missing_ok=True)
+        if self._writes:
+            self.checkpoint_path(candidate).unlink(missing_ok=True)
 
     def _emit(self, event: str, record: CandidateRecord) -> None:
-        if self.on_event is not None:
+        if self._round is not None:
+            self._round.events.append(event)
+        elif self.on_event is not None and self.ranks.is_main:
             self.on_event(event, record)
 
     # ------------------------------------------------------------------------------------- prediction

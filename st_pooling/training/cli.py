@@ -17,7 +17,9 @@ def add_train_command(subparsers: argparse._SubParsersAction) -> None:
         description="Train with sentence-transformers' trainer and standard losses (MultipleNegativesRankingLoss for "
                     "pairs/triplets, CoSENT or AnglE for scored pairs), or on cached features of the frozen base "
                     "(--fast-path). The output folder is written only when training succeeded and loads with "
-                    "SentenceTransformer(path) after `import st_pooling`.")
+                    "SentenceTransformer(path) after `import st_pooling`. Under torchrun or accelerate launch every "
+                    "mode is data-parallel: --batch-size is then the global batch, split across the processes "
+                    "(see docs/distributed.md).")
     what = parser.add_argument_group("what to train")
     what.add_argument("--recipe", default=None, help="a ready design (see --list-recipes); sets model, pooling, "
                       "attention mode and mode")
@@ -67,6 +69,7 @@ def run_train(args: argparse.Namespace) -> int:
     from st_pooling.modules.spec import PoolingSpec
     from st_pooling.models import build_model, with_native_start
     from st_pooling.training.data import load_training_data
+    from st_pooling.training.distributed import current_ranks
     from st_pooling.training.recipes import RECIPES, get_recipe
     from st_pooling.training.trainer import TrainConfig, train_model
 
@@ -100,6 +103,8 @@ def run_train(args: argparse.Namespace) -> int:
                          show_progress_bar=not args.no_progress, overwrite=args.overwrite)
     started = time.perf_counter()
     result = train_model(model, train, args.output, dev=dev, config=config)
+    if not current_ranks().is_main:  # under torchrun / accelerate launch the main process reports
+        return 0
     for record in result.history:
         print(json.dumps(asdict(record)))
     best = "" if result.best_epoch is None else \

@@ -12,6 +12,12 @@ Trainer's defaults, so both paths take the same steps for every data kind: the t
 order for scored pairs, the last partial batch kept), fused AdamW without weight decay, gradients clipped to norm 1.0,
 a linear schedule with optional warm-up. ``search`` and ``tune`` step through the same batches with the same
 optimizer step (:class:`st_pooling.training.batches.BatchStream`, :func:`optimizer_step`).
+
+Under several processes (:class:`~st_pooling.training.distributed.Ranks`) the loop is data-parallel over the same
+global batch: each rank embeds its share of every batch's rows, the embeddings are gathered with their gradients and
+every rank computes the whole batch's loss, then the head's gradients are averaged in one all-reduce, so every rank
+takes the single process's step (up to float reduction order) and holds the same weights. Dev embeddings are split
+the same way.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from tqdm.auto import tqdm
 from st_pooling.modules.base import PoolingModule
 from st_pooling.training.batches import epoch_batches
 from st_pooling.training.data import PairData, ScoredPairData, TrainingData
+from st_pooling.training.distributed import Ranks
 from st_pooling.training.features import FeatureCache
 
 
@@ -66,17 +73,30 @@ def pooling_position(model: SentenceTransformer) -> int:
 
 
 class CachedHeadEmbedder:
-    """Embeds texts from a :class:`FeatureCache` with ``model``'s head and the modules after it (Normalize)."""
+    """Embeds texts from a :class:`FeatureCache` with ``model``'s head and the modules after it (Normalize).
 
-    def __init__(self, model: SentenceTransformer, cache: FeatureCache) -> None:
+    With several ``ranks`` every rank is called with the same texts, embeds its share and returns all of them
+    (gathered with their gradients)."""
+
+    def __init__(self, model: SentenceTransformer, cache: FeatureCache, ranks: Ranks | None = None) -> None:
         position = pooling_position(model)
         self.head = cast(PoolingModule, model[position])  # pooling_position found a PoolingModule there
         self.after = [model[i] for i in range(position + 1, len(model))]
         cache.check_fits(self.head)
         self.cache = cache
+        self.ranks = ranks or Ranks()
         self.device = next(iter(self.head.parameters()), torch.empty(0)).device
 
     def __call__(self, texts: Sequence[str]) -> Tensor:
+        if not self.ranks.distributed:
+            return self._embed(texts)
+        share = list(texts[self.ranks.share(len(texts))])
+        local = self._embed(share) if share else \
+            torch.zeros((0, self.head.get_embedding_dimension()), device=self.device)
+        return self.ranks.gather_rows(local, with_grad=torch.is_grad_enabled(),
+                                      counts=self.ranks.share_counts(len(texts)))  # (batch, dim), every rank's rows
+
+    def _embed(self, texts: Sequence[str]) -> Tensor:
         features = {"sentence_embedding": self.cache.pool(self.head, texts, self.device)}  # (batch, dim)
         for module in self.after:
             features = module(features)
@@ -142,11 +162,14 @@ def head_optimizer(parameters: Sequence[nn.Parameter], learning_rate: float,
 
 
 def optimizer_step(value: Tensor, parameters: Sequence[nn.Parameter], optimizer: torch.optim.Optimizer,
-                   scheduler: torch.optim.lr_scheduler.LRScheduler, max_grad_norm: float | None = 1.0) -> None:
+                   scheduler: torch.optim.lr_scheduler.LRScheduler, max_grad_norm: float | None = 1.0,
+                   ranks: Ranks | None = None) -> None:
     """One step as the HF Trainer takes it: backward, gradient norm clipped to ``max_grad_norm`` (its default 1.0),
-    optimizer step, schedule step."""
+    optimizer step, schedule step. With several ``ranks`` the gradients are averaged over them before clipping."""
     optimizer.zero_grad(set_to_none=True)
     value.backward()
+    if ranks is not None:
+        ranks.average_gradients(parameters)
     if max_grad_norm is not None:
         nn.utils.clip_grad_norm_(parameters, max_grad_norm)
     optimizer.step()
@@ -167,17 +190,20 @@ def train_head_on_cache(model: SentenceTransformer, cache: FeatureCache, train: 
                         dev: TrainingData | None = None, epochs: int = 1, batch_size: int = 32,
                         learning_rate: float = 1e-3, weight_decay: float = 0.0, warmup_ratio: float = 0.0,
                         seed: int = 0, early_stopping_patience: int | None = None, max_steps: int | None = None,
-                        max_grad_norm: float | None = 1.0, show_progress_bar: bool = True) -> FastPathResult:
+                        max_grad_norm: float | None = 1.0, show_progress_bar: bool = True,
+                        ranks: Ranks | None = None) -> FastPathResult:
     """Train ``model``'s pooling head on ``cache`` (which must hold every train and dev text).
 
     Evaluates on ``dev`` after each epoch, keeps the best epoch's head weights (restored at the end) and stops after
     ``early_stopping_patience`` epochs without improvement. ``max_steps`` caps the optimizer steps (benchmarks).
     ``max_grad_norm`` clips the head's gradient norm before each step, as the HF Trainer does (its default 1.0).
+    ``ranks``: data-parallel over several processes (every rank calls this with the same arguments; see the module).
     """
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
     torch.manual_seed(seed)
-    embedder = CachedHeadEmbedder(model, cache)
+    ranks = ranks or Ranks()
+    embedder = CachedHeadEmbedder(model, cache, ranks)
     head = embedder.head
     parameters = [p for p in head.parameters() if p.requires_grad]
     if not parameters:
@@ -193,11 +219,11 @@ def train_head_on_cache(model: SentenceTransformer, cache: FeatureCache, train: 
         head.train()
         losses = []
         for rows in tqdm(epoch_batches(train, batch_size, seed, epoch - 1), desc=f"epoch {epoch} (cached features)",
-                         disable=not show_progress_bar):
+                         disable=not show_progress_bar or not ranks.is_main):
             if step >= total_steps:
                 break
             value = batch_loss(loss, embedder, train, rows)
-            optimizer_step(value, parameters, optimizer, scheduler, max_grad_norm)
+            optimizer_step(value, parameters, optimizer, scheduler, max_grad_norm, ranks)
             losses.append(value.item())
             step += 1
         train_seconds = time.perf_counter() - started

@@ -34,6 +34,7 @@ from torch import Tensor
 from st_pooling import functional as F
 from st_pooling.forward import forward_batches, length_batches, tokenized_batches
 from st_pooling.modules.base import LAYER_STACK, TOKEN_STATES, PoolingModule
+from st_pooling.training.distributed import Ranks
 
 STORAGE_DTYPES = {"float16": np.float16, "float32": np.float32}
 DEFAULT_MAX_BYTES = 4 * 1024**3
@@ -152,12 +153,20 @@ def _load_array(path: Path, mmap_mode: Literal["r+", "r", "w+", "c"] | None = No
 
 def build_feature_cache(transformer: Transformer, head: PoolingModule, texts: Sequence[str], *,
                         dtype: str = "float16", max_bytes: int = DEFAULT_MAX_BYTES, batch_size: int = 64,
-                        device: str | torch.device | None = None, show_progress_bar: bool = True) -> FeatureCache:
+                        device: str | torch.device | None = None, show_progress_bar: bool = True,
+                        ranks: Ranks | None = None) -> FeatureCache:
     """Run the frozen ``transformer`` once over the distinct ``texts`` and keep what ``head`` reads.
 
     The budget is checked before the forward pass from the token counts: a cache larger than ``max_bytes`` raises a
     ValueError that gives its size. float16 storage that would overflow (|x| > 65504) raises too: use float32.
+
+    Under several processes (``ranks``) each rank runs the base over its share of the texts and every rank then holds
+    the whole cache (the shares are exchanged as bytes): the base runs once per text in the whole job.
     """
+    if ranks is not None and ranks.distributed:
+        return _build_across_ranks(transformer, head, texts, ranks, dtype=dtype, max_bytes=max_bytes,
+                                   batch_size=batch_size, device=device or ranks.device,
+                                   show_progress_bar=show_progress_bar)
     if dtype not in STORAGE_DTYPES:
         raise ValueError(f"cache dtype must be one of {', '.join(STORAGE_DTYPES)}, got {dtype!r}")
     kind, options = cache_kind(head)
@@ -199,6 +208,36 @@ def build_feature_cache(transformer: Transformer, head: PoolingModule, texts: Se
             "max_seq_length": getattr(transformer, "max_seq_length", None)}
     return FeatureCache(kind, values, offsets if kind == TOKEN_STATES else None,
                         {text: row for row, text in enumerate(texts)}, meta)
+
+
+def _build_across_ranks(transformer: Transformer, head: PoolingModule, texts: Sequence[str], ranks: Ranks, *,
+                        dtype: str, max_bytes: int, batch_size: int, device: str | torch.device,
+                        show_progress_bar: bool) -> FeatureCache:
+    """:func:`build_feature_cache` split across ``ranks``: each builds its share, then all exchange them."""
+    texts = list(dict.fromkeys(texts))
+    share = texts[ranks.share(len(texts))]
+    if not texts:
+        raise ValueError("no texts to cache")
+    local = build_feature_cache(transformer, head, share or texts[:1], dtype=dtype, max_bytes=max_bytes,
+                                batch_size=batch_size, device=device, show_progress_bar=show_progress_bar and ranks.is_main)
+    if not share:  # more ranks than texts: this one contributes nothing
+        local = FeatureCache(local.kind, local.values[:0], None if local.offsets is None else local.offsets[:1], {},
+                             local.meta)
+    total = sum(ranks.all_gather_json(local.nbytes))
+    if total > max_bytes:
+        raise ValueError(f"the feature cache would take {_human(total)} ({local.kind}, {dtype}, {len(texts)} texts) but "
+                         f"the budget is {_human(max_bytes)}: raise max_bytes, store float16, train on fewer texts or "
+                         "a shorter max_seq_length, or use the trainer path")
+    parts = [np.frombuffer(part, dtype=local.values.dtype).reshape(-1, *local.values.shape[1:])
+             for part in ranks.all_gather_bytes(np.ascontiguousarray(local.values).tobytes())]
+    values = np.concatenate(parts)
+    offsets = None
+    if local.offsets is not None:
+        lengths = [np.diff(np.frombuffer(part, dtype=np.int64))
+                   for part in ranks.all_gather_bytes(local.offsets.tobytes())]
+        offsets = np.concatenate([[0], np.cumsum(np.concatenate(lengths))]).astype(np.int64)
+    return FeatureCache(local.kind, values, offsets, {text: row for row, text in enumerate(texts)},
+                        {**local.meta, "texts": len(texts)})
 
 
 def _store(values: np.ndarray, where: Any, block: np.ndarray, dtype: str) -> None:

@@ -14,6 +14,13 @@ Every mode evaluates on the dev set after each epoch when one is given, keeps th
 model is trained in a temporary folder beside ``output_dir`` and renamed into place only when everything succeeded,
 so a failed run leaves nothing half-written there. The saved folder loads with ``SentenceTransformer(path)`` once
 ``st_pooling`` is imported.
+
+Under ``torchrun`` / ``accelerate launch`` (several processes, :mod:`st_pooling.training.distributed`) every mode is
+data-parallel over the same global batch (``batch_size`` rows per step in all, each rank embedding its share; the loss
+is the whole batch's loss, so the steps are the single process's up to float reduction order): the trainer path with
+the trainer's own distributed mode (DDP, gloo on CPU), the fast path with gradients averaged in one all-reduce. One
+work folder is shared by all ranks, the main process alone writes and renames the output, and every rank ends with
+the main process's weights (the best epoch restored everywhere).
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -40,6 +47,7 @@ from st_pooling.modules.base import PoolingModule
 from st_pooling.publish.card import write_model_card
 from st_pooling.training.batches import batch_sampler_kind
 from st_pooling.training.compat import check_lora_dependencies
+from st_pooling.training.distributed import Ranks, current_ranks
 from st_pooling.training.data import PairData, ScoredPairData, TrainingData
 from st_pooling.training.fast_path import EpochRecord, pooling_position, train_head_on_cache
 from st_pooling.training.features import DEFAULT_MAX_BYTES, build_feature_cache
@@ -111,23 +119,34 @@ class TrainResult:
 
 
 @contextmanager
-def atomic_output_dir(target: str | Path | None, overwrite: bool = False) -> Iterator[Path]:
+def atomic_output_dir(target: str | Path | None, overwrite: bool = False,
+                      ranks: Ranks | None = None) -> Iterator[Path]:
     """A fresh temporary folder beside ``target``; renamed to ``target`` on success, removed on failure. The whole run
-    holds ``target`` (:func:`~st_pooling.atomic.owned_output`): a second run into it is refused, naming this one."""
-    if target is None:
-        with tempfile.TemporaryDirectory(prefix="st-pooling-train-") as temporary:
-            yield Path(temporary)
-        return
-    with owned_output(target, "train", overwrite=overwrite, replaced_whole=True) as owned:
-        scratch = Path(tempfile.mkdtemp(prefix=f".{owned.name}.partial-", dir=owned.parent))
-        try:
-            yield scratch
+    holds ``target`` (:func:`~st_pooling.atomic.owned_output`): a second run into it is refused, naming this one.
+
+    Under several processes (``ranks``) the main process alone holds ``target``, makes the folder and renames it; every
+    rank works in that one folder (the trainer's checkpoints must be readable by every rank to restore the best epoch),
+    and the main process renames only after every rank has finished with it."""
+    ranks = ranks or Ranks()
+    with ExitStack() as stack:
+
+        def make_scratch() -> str:
+            if target is None:
+                return stack.enter_context(tempfile.TemporaryDirectory(prefix="st-pooling-train-"))
+            owned = stack.enter_context(owned_output(target, "train", overwrite=overwrite, replaced_whole=True))
+            scratch = Path(tempfile.mkdtemp(prefix=f".{owned.name}.partial-", dir=owned.parent))
+            stack.callback(shutil.rmtree, scratch, ignore_errors=True)
+            return str(scratch)
+
+        scratch = Path(ranks.on_main(make_scratch))
+        yield scratch
+        ranks.barrier()  # every rank is done with the shared folder (and has saved what it had to)
+        if ranks.is_main and target is not None:
             final = scratch / "model"
             if not final.is_dir():
                 raise RuntimeError("training finished without saving a model")
-            replace_folder(final, owned)
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+            replace_folder(final, Path(target).expanduser().resolve())
+    ranks.barrier()  # no rank returns before the output is in place
 
 
 # ----------------------------------------------------------------------------- modes
@@ -226,18 +245,60 @@ def _epoch_timer() -> Any:
     return EpochTimer()
 
 
+class GlobalBatchLoss(nn.Module):
+    """A sentence-transformers loss taken over the whole global batch on every rank of a data-parallel run.
+
+    Each rank embeds its share of the batch; the embeddings are gathered with their gradients and the wrapped loss's
+    own ``compute_loss_from_embeddings`` scores the whole batch, so in-batch negatives (MNRL) and pairwise terms
+    (CoSENT, AnglE) span every rank's rows, as in one process. Every rank's loss is that one value, and the gather's
+    backward sums the W ranks' identical gradients onto each share, so DDP's average of the ranks' gradients is exactly
+    the whole batch's gradient. (sentence-transformers' ``gather_across_devices`` does this for MNRL alone.)
+    """
+
+    def __init__(self, loss: nn.Module, ranks: Ranks) -> None:
+        super().__init__()
+        self.loss, self.ranks = loss, ranks
+
+    @property
+    def model(self) -> Any:
+        # the trainer looks for `model` to put its DDP-wrapped model in, and finds it in `self.loss`
+        return self.loss.model
+
+    def forward(self, features: list[dict[str, Any]], labels: torch.Tensor | None) -> torch.Tensor:
+        model = self.model  # the trainer's (DDP-wrapped) model, as the wrapped loss would call it
+        embeddings = [self.ranks.gather_rows(model(feature)["sentence_embedding"], with_grad=True)
+                      for feature in features]
+        if labels is not None:
+            labels = self.ranks.gather_rows(labels)
+        compute = getattr(self.loss, "compute_loss_from_embeddings")  # every make_loss loss has it
+        return compute(embeddings, labels)
+
+
 def train_with_trainer(model: SentenceTransformer, train: TrainingData, workdir: Path, dev: TrainingData | None,
-                       config: TrainConfig) -> TrainResult:
-    """Train through ``SentenceTransformerTrainer`` with checkpoints in ``workdir`` (the model is updated in place)."""
+                       config: TrainConfig, ranks: Ranks | None = None) -> TrainResult:
+    """Train through ``SentenceTransformerTrainer`` with checkpoints in ``workdir`` (the model is updated in place).
+
+    Under several processes (``ranks``) the trainer runs in its distributed mode (DDP; gloo on CPU): each global batch
+    of ``config.batch_size`` rows is split across the ranks (accelerate's ``split_batches``), the loss is the whole
+    batch's (:class:`GlobalBatchLoss`), and the last incomplete batch of an epoch is left out (a rank with no rows
+    would stall the others)."""
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from transformers import EarlyStoppingCallback, PrinterCallback
 
-    loss = make_loss(config.loss, model, train)
+    ranks = ranks or Ranks()
+    if config.batch_size % ranks.world:
+        raise ValueError(f"batch_size {config.batch_size} (the global batch) must be a multiple of the "
+                         f"{ranks.world} processes, each of which takes an equal share of it")
+    loss: nn.Module = make_loss(config.loss, model, train)
+    if ranks.distributed:
+        loss = GlobalBatchLoss(loss, ranks)
+    cpu = ranks.device.type == "cpu"
     evaluator, eval_dataset, metric, greater = _evaluator_and_metric(dev)
     position = pooling_position(model)
     learning_rate_mapping = {}
     if config.mode in ("full", "lora") and any(p.requires_grad for p in model[position].parameters()):
-        learning_rate_mapping = {rf"^model\.{position}\.": config.head_learning_rate}
+        # names as the loss's parameters: model.<i>.*, loss.model.<i>.* inside GlobalBatchLoss
+        learning_rate_mapping = {rf"^(loss\.)?model\.{position}\.": config.head_learning_rate}
     args = SentenceTransformerTrainingArguments(
         output_dir=str(workdir / "checkpoints"),
         num_train_epochs=config.epochs,
@@ -262,6 +323,10 @@ def train_with_trainer(model: SentenceTransformer, train: TrainingData, workdir:
         report_to="none",
         disable_tqdm=not config.show_progress_bar,
         dataloader_num_workers=0,
+        use_cpu=cpu and ranks.distributed,  # on CPU, transformers turns its distributed mode on only when told
+        ddp_backend="gloo" if cpu and ranks.distributed else None,
+        accelerator_config={"split_batches": ranks.distributed},
+        dataloader_drop_last=ranks.distributed,
     )
     timer = _epoch_timer()
     callbacks = [timer]
@@ -272,6 +337,7 @@ def train_with_trainer(model: SentenceTransformer, train: TrainingData, workdir:
                                          callbacks=callbacks)
     trainer.remove_callback(PrinterCallback)  # it would print every step's log line; the history reports them
     trainer.train()
+    ranks.broadcast_module(model)  # the main process's best epoch on every rank, even where its checkpoint is unreadable
     history = _history_from_logs(trainer.state.log_history, metric, greater, timer.seconds)
     scored = [r for r in history if r.dev_score is not None]
     best = max(scored, key=lambda r: r.dev_score or 0.0, default=None)  # `or 0.0`: never taken, dev_score is set
@@ -283,8 +349,9 @@ def train_with_trainer(model: SentenceTransformer, train: TrainingData, workdir:
 
 
 def train_with_fast_path(model: SentenceTransformer, train: TrainingData, dev: TrainingData | None,
-                         config: TrainConfig) -> TrainResult:
-    """Head-only training on cached features of the frozen base (the head in ``model`` is updated in place)."""
+                         config: TrainConfig, ranks: Ranks | None = None) -> TrainResult:
+    """Head-only training on cached features of the frozen base (the head in ``model`` is updated in place); under
+    several processes (``ranks``) the cache is built once across them and the steps are data-parallel."""
     position = pooling_position(model)
     if position != 1:
         raise ValueError("the fast path caches the output of one Transformer module feeding the pooling head; this "
@@ -294,14 +361,16 @@ def train_with_fast_path(model: SentenceTransformer, train: TrainingData, dev: T
     # position 1: model[0] is the Transformer feeding the head, model[1] the PoolingModule pooling_position found
     transformer, head = cast(Transformer, model[0]), cast(PoolingModule, model[1])
     cache = build_feature_cache(transformer, head, texts, dtype=config.cache_dtype,
-                                max_bytes=config.cache_max_bytes, show_progress_bar=config.show_progress_bar)
+                                max_bytes=config.cache_max_bytes, show_progress_bar=config.show_progress_bar,
+                                ranks=ranks)
     cache_seconds = time.perf_counter() - started
     loss = make_loss(config.loss, model, train)
     outcome = train_head_on_cache(model, cache, train, loss, dev=dev, epochs=config.epochs,
                                   batch_size=config.batch_size, learning_rate=config.base_learning_rate,
                                   weight_decay=config.weight_decay, warmup_ratio=config.warmup_ratio,
                                   seed=config.seed, early_stopping_patience=config.early_stopping_patience,
-                                  max_steps=config.max_steps, show_progress_bar=config.show_progress_bar)
+                                  max_steps=config.max_steps, show_progress_bar=config.show_progress_bar,
+                                  ranks=ranks)
     metric = next((r.dev_metric for r in outcome.history if r.dev_metric), None)
     return TrainResult(model, None, outcome.history, outcome.best_epoch, outcome.best_dev_score, metric,
                        cache_seconds=cache_seconds)
@@ -326,13 +395,16 @@ def train_model(model: SentenceTransformer, train: TrainingData, output_dir: str
     config = config or TrainConfig()
     torch.manual_seed(config.seed)
     started = time.perf_counter()
-    with atomic_output_dir(output_dir, overwrite=config.overwrite) as workdir:
+    ranks = current_ranks()  # several processes under torchrun / accelerate launch, else this one
+    if ranks.distributed:
+        model.to(ranks.device)  # this rank's own device (cuda:LOCAL_RANK under NCCL)
+    with atomic_output_dir(output_dir, overwrite=config.overwrite, ranks=ranks) as workdir:
         prepare_mode(model, config)
         if config.fast_path:
-            result = train_with_fast_path(model, train, dev, config)
+            result = train_with_fast_path(model, train, dev, config, ranks)
         else:
-            result = train_with_trainer(model, train, workdir, dev, config)
-        if output_dir is not None:
+            result = train_with_trainer(model, train, workdir, dev, config, ranks)
+        if output_dir is not None and ranks.is_main:
             model.save(str(workdir / "model"))
             _write_training_summary(workdir / "model", train, dev, config, result)
             write_model_card(workdir / "model", model)  # Hub-ready card: st-pooling, the pooling, data, loss, curve
