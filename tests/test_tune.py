@@ -142,3 +142,11 @@ def test_tune_command_end_to_end(tmp_path, capsys):
         assert "saved the tuned model" in printed and "## Test" in printed
     else:
         assert "kept the native pooling" in printed
+
+
+def test_native_must_be_a_parameter_free_pooling(tmp_path, capsys):
+    output = tmp_path / "tune"
+    assert main(["tune", "--output", str(output), "--native", "gem"]) == 2
+    error = capsys.readouterr().err
+    assert "--native 'gem'" in error and "parameter-free" in error and "weighted_mean" in error
+    assert not output.exists()

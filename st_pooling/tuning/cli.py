@@ -35,6 +35,9 @@ def add_tune_command(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", default="minilm", help="base model: folder, Hub name, minilm or smollm2")
     parser.add_argument("--output", default="runs/tune", help="output folder (default: runs/tune)")
     parser.add_argument("--overwrite", action="store_true", help="write into a non-empty folder anyway")
+    parser.add_argument("--native", default=None, metavar="POOLING",
+                        help="the parameter-free pooling every head starts as and is judged against (default: the "
+                             "base's own: mean for MiniLM and for a plain transformers model)")
     parser.add_argument("--heads", nargs="+", default=list(DEFAULT_HEADS), metavar="SPEC",
                         help=f"learnable pooling specs to search (default: {' '.join(DEFAULT_HEADS)})")
     parser.add_argument("--lrs", nargs="+", type=float, default=list(DEFAULT_LRS),
@@ -75,7 +78,7 @@ def run_tune_command(args: argparse.Namespace) -> int:
                       max_items=args.max_items or None, ir_distractors=args.ir_distractors,
                       weights=dict(args.weights) if args.weights else None,
                       strategy=args.strategy, seed=args.seed, data_dir=args.data_dir, n_resamples=args.n_resamples,
-                      evaluate=not args.no_test, overwrite=args.overwrite, device=args.device,
+                      evaluate=not args.no_test, overwrite=args.overwrite, device=args.device, native=args.native,
                       command="st-pooling " + shlex.join(getattr(args, "argv", []) or []))
     print(result.report.read_text(encoding="utf-8"))
     if result.kept == "native":

@@ -30,6 +30,7 @@ from st_pooling.models import pooling_for
 from st_pooling.sweep.candidates import CandidateRun, SearchTrainer
 from st_pooling.sweep.space import Candidate, SearchSpace
 from st_pooling.training.batches import BatchStream
+from st_pooling.training.distributed import Ranks
 from st_pooling.training.fast_path import CachedHeadEmbedder, batch_loss
 from st_pooling.training.losses import make_loss
 from st_pooling.tuning.data import DevSuite, Mixture, overall
@@ -62,6 +63,7 @@ class MixtureTrainer(SearchTrainer):
                  show_progress_bar: bool = False) -> None:
         # SearchTrainer.__init__ reads one training source from the space; a mixture replaces it, the rest is as there
         self.space, self.mixture, self.dev = space, mixture, dev
+        self.ranks = Ranks()  # one process: tune does not split its work across ranks
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.cache_dtype, self.show_progress_bar = cache_dtype, show_progress_bar
         self.train_data = mixture.sources[0].data  # what CandidateRun builds its (unused) single loss from
@@ -122,18 +124,21 @@ class MixtureTrainer(SearchTrainer):
 class MixtureRun(CandidateRun):
     """A candidate trained on the mixture: a source per step, that source's batch and loss."""
 
-    def __init__(self, trainer: MixtureTrainer, candidate: Candidate) -> None:
+    def __init__(self, trainer: MixtureTrainer, candidate: Candidate, mixture: Mixture | None = None) -> None:
+        """``mixture``: train on these sources instead of the trainer's (their texts must be in its caches, e.g. a
+        subset of its sources: what benchmarks/bench_tune_sources.py does)."""
         super().__init__(trainer, candidate)
+        self.mixture = mixture or trainer.mixture
         self.losses = {source.name: make_loss(source.loss, self.model, source.data)
-                       for source in trainer.mixture.sources}
+                       for source in self.mixture.sources}
         self.rng = random.Random(candidate.seed)
         self.source_batches = {source.name: BatchStream(source.data, self.space.batch_size, candidate.seed)
-                               for source in trainer.mixture.sources}
-        self.drawn: dict[str, int] = {source.name: 0 for source in trainer.mixture.sources}
+                               for source in self.mixture.sources}
+        self.drawn: dict[str, int] = {source.name: 0 for source in self.mixture.sources}
 
     def _train_step(self) -> None:
         self.head.train()
-        source = self.trainer.mixture.draw(self.rng)
+        source = self.mixture.draw(self.rng)
         self.drawn[source.name] += 1
         rows = self.source_batches[source.name].next()
         self._take_step(batch_loss(self.losses[source.name], self.embedder, source.data, rows), f"{source.name} loss")

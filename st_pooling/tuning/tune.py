@@ -27,6 +27,7 @@ from st_pooling.evaluation.compare import Comparison, score_tasks
 from st_pooling.evaluation.shared_forward import SharedForwardEmbedder
 from st_pooling.evaluation.stats import BootstrapResult, corrected, paired_bootstrap, wilcoxon_by_task_type
 from st_pooling.models import is_decoder_model, native_pooling_of, pooling_for, resolve_base
+from st_pooling.modules.registry import parameter_free_names
 from st_pooling.publish.card import write_model_card
 from st_pooling.sweep.space import space_from_options
 from st_pooling.sweep.strategies import SearchSession, settings_for
@@ -88,10 +89,16 @@ def run_tune(model: str = "minilm", output: str | Path = "runs/tune", *, heads: 
              ir_distractors: int | None = DEFAULT_IR_DISTRACTORS, data_dir: str | None = None,
              n_resamples: int = 1000, evaluate: bool = True, overwrite: bool = False,
              device: str | None = None, cache_dtype: str | None = None, command: str | None = None,
-             show_progress_bar: bool = False, log=print) -> TuneResult:
-    """Run tune (see the module docstring); returns what was kept and the test statistics."""
+             native: str | None = None, show_progress_bar: bool = False, log=print) -> TuneResult:
+    """Run tune (see the module docstring); returns what was kept and the test statistics. ``native``: the
+    parameter-free pooling every head starts as and is judged against (default: the base's own,
+    :func:`~st_pooling.models.native_pooling_of`)."""
     started = time.perf_counter()
-    native = native_pooling_of(model)
+    native = native or native_pooling_of(model)
+    if native not in parameter_free_names():
+        raise ValueError(f"--native {native!r}: the native pooling must be a parameter-free one "
+                         f"({', '.join(parameter_free_names())})")
+    heads = [head if "native=" in head else f"{head}{',' if ':' in head else ':'}native={native}" for head in heads]
     cache_dtype = cache_dtype or ("float32" if is_decoder_model(resolve_base(model)) else "float16")
     space = space_from_options(list(heads), list(lrs), base=model, max_seq_length=max_seq_length,
                                train="tune-mixture", dev="tune-dev", loss="cosent", batch_size=batch_size,
