@@ -1,16 +1,24 @@
-"""Indexes at 100k and 1M vectors: recall@10 against exact search, queries/s and peak RSS of a search process, for
-st-pooling's flat, HNSW and IVF-PQ (in memory and memory-mapped) indexes beside sentence-transformers'
-``semantic_search_faiss`` (the anchor: its exact ``IndexFlatIP`` and its ``IndexHNSWFlat``, M=16).
+"""Indexes at 100k and 1M vectors: recall@10 against exact search, query latency, queries/s and peak RSS of a search
+process, for st-pooling's flat, IVF-Flat, IVF-PQ with re-ranking and HNSW indexes (in memory and memory-mapped)
+beside sentence-transformers' ``semantic_search_faiss`` (the anchor: its exact ``IndexFlatIP`` and its
+``IndexHNSWFlat``, M=16, at its own efSearch 16 and raised).
 
 Vectors: 384-d synthetic "topics" (1,000 Gaussian centres, each vector = centre + noise, unit-normalised); queries
 are drawn the same way with another seed. Every index is built once in this process; every search runs in its own
-child process (``--child``), which loads the index and the queries, sweeps the search-time knob (efSearch, nprobe x
-refine), and reports queries/s (one batch of all queries), recall@10 and its peak RSS (VmHWM). The child imports st-pooling (torch included): its RSS right after the imports is reported as the
-baseline, and peak RSS both in total and above that baseline.
+child process (``--child``), which loads the index and the queries, sweeps the search-time knobs (efSearch, nprobe x
+refine) and reports, per setting, queries/s (one batch of all queries), ms per query one at a time (the first 100
+queries) and recall@10, plus its peak RSS (VmHWM). st-pooling's children import only ``st_pooling.index.search``
+(faiss, numpy, sqlite3; no torch, which the JSON checks); their RSS right after the imports is the baseline, and peak
+RSS is reported in total and above it. The anchor's child imports sentence-transformers (torch).
+For each size, the st-pooling index and setting with the lowest one-at-a-time latency at recall@10 >= 0.95 is
+printed (``fastest_at_target``); on these well-clustered synthetic vectors it is not a basis for
+``choose_index_spec``'s defaults (docs/indexing.md, "Defaults by measurement"). HNSW is built only up to
+``--hnsw-up-to`` vectors.
 
     nice -n 10 .venv/bin/python benchmarks/bench_index_scale.py [--sizes 100000 1000000] [--queries 1000]
 
-Results go to benchmarks/results/index_scale.json; a table is printed with ratios against the anchor.
+Results go to benchmarks/results/index_scale.json (sizes not re-run are kept); the recall-vs-latency plot to
+docs/index_scale_recall_latency.png.
 """
 from __future__ import annotations
 
@@ -18,6 +26,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -27,10 +36,12 @@ from pathlib import Path
 import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results" / "index_scale.json"
+PLOT = Path(__file__).resolve().parents[1] / "docs" / "index_scale_recall_latency.png"
 K = 10
 DIM = 384
 TOPICS = 1000
 TARGET_RECALL = 0.95
+SINGLE_QUERIES = 100
 
 
 def synthetic(n: int, seed: int) -> np.ndarray:
@@ -58,75 +69,88 @@ def rss_kb(field: str = "VmRSS") -> int:
 # ----------------------------------------------------------------------------- child: one search process
 
 def child(spec: dict) -> None:
-    baseline_kb = rss_kb()
+    """One search process. st-pooling's indexes are searched through ``st_pooling.index.search`` alone, which
+    imports faiss, numpy and sqlite3 but neither torch nor sentence-transformers (checked); the anchor is
+    sentence-transformers' function, so its process imports torch. The baseline is the RSS after the imports,
+    before the index is read."""
     import faiss
 
     queries = np.load(spec["queries"])
     truth = np.load(spec["truth"])
     if spec["kind"] == "anchor":
-        baseline_kb = rss_kb()
         from sentence_transformers.util.quantization import semantic_search_faiss
 
+        baseline_kb = rss_kb()
         index = faiss.read_index(spec["path"])
-        if spec.get("ef_search"):
-            faiss.downcast_index(index).hnsw.efSearch = spec["ef_search"]
 
         def search(batch: np.ndarray) -> np.ndarray:
             results, _, _ = semantic_search_faiss(batch, corpus_index=index, top_k=K, rescore=False, output_index=True)
             return np.array([[hit["corpus_id"] for hit in row] + [-1] * (K - len(row)) for row in results])
 
-        settings = [{}]
-        set_params = None
+        def set_params(ef_search: int | None = None) -> None:
+            if ef_search:
+                faiss.downcast_index(index).hnsw.efSearch = ef_search
     else:
-        from st_pooling.index import SearchIndex
+        from st_pooling.index.search import SearchIndex
 
         baseline_kb = rss_kb()
-        index = SearchIndex.load(spec["path"], None, mmap=spec["mmap"])
+        loaded = SearchIndex.load(spec["path"], None, mmap=spec["mmap"])
 
         def search(batch: np.ndarray) -> np.ndarray:
-            return index.search_vectors(batch, K)[1]
+            return loaded.search_vectors(batch, K)[1]
 
-        settings = spec["settings"]
-        set_params = index.set_search_params
+        set_params = loaded.set_search_params
     loaded_kb = rss_kb()
     rows = []
-    for setting in settings:
-        if set_params is not None:
-            set_params(**setting)
+    for setting in spec["settings"]:
+        set_params(**setting)
         search(queries[:10])  # warm up
         began = time.perf_counter()
         found = search(queries)
         seconds = time.perf_counter() - began
         recall = float(np.mean([len(set(a.tolist()) & set(b.tolist())) for a, b in zip(found, truth)])) / K
-        rows.append({"setting": setting, "recall_at_10": recall, "queries_per_s": len(queries) / seconds})
+        began = time.perf_counter()
+        for query in queries[:SINGLE_QUERIES]:
+            search(query[None, :])
+        single_ms = 1000 * (time.perf_counter() - began) / SINGLE_QUERIES
+        rows.append({"setting": setting, "recall_at_10": recall, "queries_per_s": len(queries) / seconds,
+                     "single_query_ms": single_ms})
     good = [r for r in rows if r["recall_at_10"] >= TARGET_RECALL]
     chosen = max(good, key=lambda r: r["queries_per_s"]) if good else max(rows, key=lambda r: r["recall_at_10"])
-    if set_params is not None:
-        set_params(**chosen["setting"])
-    began = time.perf_counter()
-    for query in queries[:100]:
-        search(query[None, :])
-    single_ms = 1000 * (time.perf_counter() - began) / 100
-    print(json.dumps({"sweep": rows, "chosen": chosen, "single_query_ms": single_ms, "baseline_rss_mb": baseline_kb / 1024,
-                      "rss_after_load_mb": loaded_kb / 1024, "rss_anon_end_mb": rss_kb("RssAnon") / 1024,
-                      "rss_file_end_mb": rss_kb("RssFile") / 1024,
+    print(json.dumps({"sweep": rows, "chosen": chosen, "single_query_ms": chosen["single_query_ms"],
+                      "imports_torch": "torch" in sys.modules,
+                      "baseline_rss_mb": baseline_kb / 1024, "rss_after_load_mb": loaded_kb / 1024,
+                      "rss_anon_end_mb": rss_kb("RssAnon") / 1024, "rss_file_end_mb": rss_kb("RssFile") / 1024,
                       "peak_rss_mb": rss_kb("VmHWM") / 1024}))
 
 
-def run_child_measured(spec: dict) -> dict:
-    """Run one child; its peak RSS is its own VmHWM (``ru_maxrss`` of a child on Linux starts from the parent's
-    RSS at fork, which here holds the corpus, so it would overstate every child)."""
+RSS_FIELDS = ("baseline_rss_mb", "rss_after_load_mb", "rss_anon_end_mb", "rss_file_end_mb", "peak_rss_mb")
+
+
+def run_child(spec: dict) -> dict:
     process = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True)
     if process.returncode != 0:
         raise RuntimeError(f"child {spec['name']} failed:\n{process.stderr[-3000:]}")
-    result = json.loads(process.stdout.strip().splitlines()[-1])
+    return json.loads(process.stdout.strip().splitlines()[-1])
+
+
+def run_child_measured(spec: dict) -> dict:
+    """Sweep the settings in one child, then measure memory in a fresh child that searches (the same queries) at
+    the chosen setting only, so that peak RSS is the chosen setting's, not the sweep's most expensive one's. Each
+    child's peak is its own VmHWM (``ru_maxrss`` of RUSAGE_CHILDREN is the largest over all children so far, and
+    starts from the parent's RSS at fork, which holds the corpus)."""
+    result = run_child(spec)
+    if len(spec["settings"]) > 1:
+        alone = run_child({**spec, "settings": [result["chosen"]["setting"]]})
+        result.update({field: alone[field] for field in RSS_FIELDS})
+    result["rss_measured_at"] = result["chosen"]["setting"]
     result["peak_rss_above_baseline_mb"] = result["peak_rss_mb"] - result["baseline_rss_mb"]
     return result
 
 
 # ----------------------------------------------------------------------------- parent: build, then measure
 
-def bench_size(n: int, n_queries: int, work: Path, log) -> list[dict]:
+def bench_size(n: int, n_queries: int, work: Path, log, hnsw_up_to: int, ivf_flat_up_to: int) -> list[dict]:
     import faiss
     from sentence_transformers.util.quantization import semantic_search_faiss
 
@@ -157,11 +181,12 @@ def bench_size(n: int, n_queries: int, work: Path, log) -> list[dict]:
         for mmap in mmap_variants:
             result = run_child_measured({**common, "name": name, "kind": "ours", "path": str(work / f"{name}_{n}"),
                                          "mmap": mmap, "settings": settings})
-            configs.append({"size": n, "index": f"st-pooling {name}{' (mmap)' if mmap else ''}",
-                            "params": report.spec.params, "build_s": build_s, **result})
-            log(f"{n:,}: {configs[-1]['index']}: {result['chosen']} peak {result['peak_rss_mb']:.0f} MB")
+            configs.append({"size": n, "index": f"st-pooling {name}{' (mmap)' if mmap else ''}", "type": name,
+                            "mmap": mmap, "params": report.spec.params, "build_s": build_s, **result})
+            log(f"{n:,}: {configs[-1]['index']}: {result['chosen']} peak {result['peak_rss_mb']:.0f} MB "
+                f"({result['peak_rss_above_baseline_mb']:.0f} above baseline)")
 
-    def anchor(exact_search: bool, ef_search: int | None = None) -> None:
+    def anchor(exact_search: bool, settings: list[dict]) -> None:
         began = time.perf_counter()
         _, _, index = semantic_search_faiss(queries[:1], corpus_embeddings=np.ascontiguousarray(vectors), top_k=K,
                                             rescore=False, exact=exact_search, output_index=True)
@@ -169,27 +194,34 @@ def bench_size(n: int, n_queries: int, work: Path, log) -> list[dict]:
         path = work / f"anchor_{'flat' if exact_search else 'hnsw'}_{n}.faiss"
         faiss.write_index(index, str(path))
         del index
-        label = "IndexFlatIP" if exact_search else f"IndexHNSWFlat(M=16, efSearch={ef_search or 16})"
+        label = "IndexFlatIP" if exact_search else "IndexHNSWFlat(M=16)"
         result = run_child_measured({**common, "name": label, "kind": "anchor", "path": str(path),
-                                     "ef_search": ef_search})
-        configs.append({"size": n, "index": f"anchor semantic_search_faiss {label}", "params": {},
-                        "build_s": build_s, **result})
+                                     "settings": settings})
+        configs.append({"size": n, "index": f"anchor semantic_search_faiss {label}", "type": f"anchor {label}",
+                        "mmap": False, "params": {}, "build_s": build_s, **result})
         log(f"{n:,}: {configs[-1]['index']}: {result['chosen']} peak {result['peak_rss_mb']:.0f} MB")
 
-    anchor(True)
+    anchor(True, [{}])
     ours("flat", [{}], mmap_variants=(False,), index_type="flat")
     nlist = int(round(2 * np.sqrt(n)))
-    ivf_settings = [{"nprobe": p, "refine": r} for p in (8, 16, 32, 64) for r in (2, 4, 8)]
-    ours("ivf-pq", ivf_settings, index_type="ivf", pq=True, index_params={"nlist": nlist, "pq_m": 48, "refine": 4})
-    if n <= 200_000:  # HNSW builds take minutes at 100k on 2 busy CPUs; 1M would take most of an hour
-        anchor(False)
+    probes = [p for p in (1, 2, 4, 8, 16, 32, 64, 128) if p <= nlist // 4]
+    if n <= ivf_flat_up_to:
+        ours("ivf", [{"nprobe": p} for p in probes], index_type="ivf", index_params={"nlist": nlist})
+    ours("ivf-pq", [{"nprobe": p, "refine": r} for p in probes if p <= 32 for r in (1, 2, 4, 8, 16, 32, 64)],
+         index_type="ivf",
+         pq=True, index_params={"nlist": nlist, "pq_m": DIM // 8, "refine": 4})
+    if n <= hnsw_up_to:
+        anchor(False, [{"ef_search": e} for e in (16, 32, 64, 128, 256)])  # 16: semantic_search_faiss's own
         ours("hnsw", [{"ef_search": e} for e in (16, 32, 64, 128, 256)], index_type="hnsw")
+    else:
+        log(f"{n:,}: HNSW not built: it took 301 s at 100k on this shared 2-CPU machine, so ~1 h or more at this size")
     return configs
 
 
 def table(configs: list[dict]) -> str:
     lines = ["| size | index | params / chosen setting | build s | recall@10 | queries/s (batch) | x anchor | ms/query "
-             "(one at a time) | peak RSS MB | above import baseline MB |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "(one at a time) | peak RSS MB | above import baseline MB | torch imported |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for size in sorted({c["size"] for c in configs}):
         rows = [c for c in configs if c["size"] == size]
         anchor = next(c for c in rows if "IndexFlatIP" in c["index"])
@@ -198,37 +230,109 @@ def table(configs: list[dict]) -> str:
             lines.append(f"| {size:,} | {c['index']} | {c['params']} {chosen['setting']} | {c['build_s']:.1f} | "
                          f"{chosen['recall_at_10']:.3f} | {chosen['queries_per_s']:,.0f} | "
                          f"{chosen['queries_per_s'] / anchor['chosen']['queries_per_s']:.2f} | "
-                         f"{c['single_query_ms']:.2f} | {c['peak_rss_mb']:,.0f} | {c['peak_rss_above_baseline_mb']:,.0f} |")
+                         f"{chosen['single_query_ms']:.2f} | {c['peak_rss_mb']:,.0f} | "
+                         f"{c['peak_rss_above_baseline_mb']:,.0f} | {'yes' if c['imports_torch'] else 'no'} |")
     return "\n".join(lines)
+
+
+def fastest_at_target(configs: list[dict], size: int) -> dict | None:
+    """The st-pooling index type and setting with the lowest one-at-a-time query latency among those reaching
+    recall@10 >= TARGET_RECALL at ``size`` (the rule behind ``choose_index_spec``'s defaults)."""
+    candidates = [(row["single_query_ms"], c, row) for c in configs if c["size"] == size
+                  and c["index"].startswith("st-pooling") for row in c["sweep"]
+                  if row["recall_at_10"] >= TARGET_RECALL]
+    if not candidates:
+        return None
+    ms, config, row = min(candidates, key=lambda item: item[0])
+    return {"size": size, "type": config["type"], "params": {**config["params"], **row["setting"]},
+            "single_query_ms": ms, "recall_at_10": row["recall_at_10"], "queries_per_s": row["queries_per_s"]}
+
+
+def plot(configs: list[dict], path: Path) -> None:
+    """Recall@10 against one-at-a-time latency, one panel per size, one line per index (its sweep)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = sorted({c["size"] for c in configs})
+    figure, axes = plt.subplots(1, len(sizes), figsize=(5.5 * len(sizes), 4.5), squeeze=False)
+    for axis, size in zip(axes[0], sizes):
+        for c in (c for c in configs if c["size"] == size):
+            sweep = sorted(c["sweep"], key=lambda r: r["single_query_ms"])
+            best, front = -1.0, []
+            for row in sweep:  # the Pareto front: each point must beat the recall of every faster one
+                if row["recall_at_10"] > best:
+                    best = row["recall_at_10"]
+                    front.append(row)
+            axis.plot([r["single_query_ms"] for r in front], [r["recall_at_10"] for r in front], marker="o",
+                      label=c["index"].replace("semantic_search_faiss ", ""))
+        axis.axhline(TARGET_RECALL, color="grey", linestyle=":")
+        axis.set_xscale("log")
+        axis.set_title(f"{size:,} vectors ({DIM}-d synthetic)")
+        axis.set_xlabel("ms per query, one at a time (log)")
+        axis.set_ylabel("recall@10 vs exact")
+        axis.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
+def save(configs: list[dict], args: argparse.Namespace, wall_s: float) -> None:
+    """Write the results, keeping those of sizes this run did not measure."""
+    old = json.loads(args.output.read_text()) if args.output.exists() else {}
+    measured = {c["size"] for c in configs}
+    kept = [c for c in old.get("configs", []) if c["size"] not in measured]
+    runs = [r for r in old.get("runs", []) if not set(r["sizes"]) <= measured]
+    runs.append({"sizes": sorted(measured), "wall_s": wall_s, "command": " ".join(sys.argv),
+                 "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())})
+    every = sorted(kept + configs, key=lambda c: c["size"])
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps({
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs (shared)", "queries": args.queries, "k": K,
+        "dimension": DIM, "target_recall": TARGET_RECALL, "single_queries": SINGLE_QUERIES, "runs": runs,
+        "fastest_at_target": [fastest_at_target(every, size) for size in sorted({c["size"] for c in every})],
+        "configs": every}, indent=2) + "\n")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--queries", type=int, default=1000)
+    parser.add_argument("--hnsw-up-to", type=int, default=200_000,
+                        help="build HNSW only up to this size (its build is the slow part)")
+    parser.add_argument("--ivf-flat-up-to", type=int, default=200_000,
+                        help="build IVF-Flat only up to this size (IVF-PQ with re-ranking is built at every size)")
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--plot", type=Path, default=PLOT, help="recall-vs-latency PNG, drawn from --output")
+    parser.add_argument("--plot-only", action="store_true", help="only redraw the PNG from --output")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(json.loads(args.child))
         return
-    began = time.perf_counter()
+    if not args.plot_only:
+        began = time.perf_counter()
 
-    def log(message: str) -> None:
-        print(f"[{time.perf_counter() - began:6.0f} s] {message}", flush=True)
+        def log(message: str) -> None:
+            print(f"[{time.perf_counter() - began:6.0f} s] {message}", flush=True)
 
-    configs = []
-    with tempfile.TemporaryDirectory(prefix="bench_index_scale_") as scratch:
-        for n in args.sizes:
-            work = Path(scratch) / str(n)
-            work.mkdir()
-            configs += bench_size(n, args.queries, work, log)
-            RESULTS.parent.mkdir(parents=True, exist_ok=True)  # saved after each size: a long run keeps what it did
-            RESULTS.write_text(json.dumps({"machine": f"{platform.machine()}, {os.cpu_count()} CPUs (shared)",
-                                           "queries": args.queries, "k": K, "dimension": DIM,
-                                           "target_recall": TARGET_RECALL, "wall_s": time.perf_counter() - began,
-                                           "configs": configs}, indent=2) + "\n")
-    print(table(configs))
-    print(f"wall time {time.perf_counter() - began:.0f} s; results in {RESULTS}")
+        configs: list[dict] = []
+        with tempfile.TemporaryDirectory(prefix="bench_index_scale_") as scratch:
+            for n in args.sizes:
+                work = Path(scratch) / str(n)
+                work.mkdir()
+                size_began = time.perf_counter()
+                configs += bench_size(n, args.queries, work, log, args.hnsw_up_to, args.ivf_flat_up_to)
+                log(f"{n:,}: done in {time.perf_counter() - size_began:.0f} s")
+                save(configs, args, time.perf_counter() - began)  # after each size: a long run keeps what it did
+                shutil.rmtree(work, ignore_errors=True)
+        print(table(configs))
+        print(f"wall time {time.perf_counter() - began:.0f} s; results in {args.output}")
+    everything = json.loads(args.output.read_text())
+    for best in everything["fastest_at_target"]:
+        print(f"fastest at recall@10 >= {TARGET_RECALL}: {best}")
+    plot(everything["configs"], args.plot)
+    print(f"plot in {args.plot}")
 
 
 if __name__ == "__main__":

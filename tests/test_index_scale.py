@@ -81,8 +81,34 @@ def test_mmap_search_equals_in_memory_search(tmp_path, variant):
     if variant == "ivf":  # the inverted lists are mapped from the file, not read
         segment = faiss.downcast_index(mapped.faiss_index.at(0))
         assert isinstance(faiss.downcast_InvertedLists(segment.invlists), faiss.OnDiskInvertedLists)
+    if variant == "ivf-pq-refine":  # mapped: PQ candidates re-ranked by exact vectors read with pread, not mapped
+        assert mapped.reranker is not None and in_memory.reranker is None
     if variant == "flat":  # across both segments, exactly the true top 10
         assert recall_against_exact(mapped_rows, exact_search(vectors, queries), 10) == 1.0
+
+
+SEARCH_ONLY = """
+import sys
+import numpy as np
+from st_pooling.index.search import SearchIndex
+index = SearchIndex.load(sys.argv[1], None)
+print(index.ids_for(index.search_vectors(np.load(sys.argv[2]), 3)[1])[:3])
+print(sorted(m for m in ("torch", "sentence_transformers", "transformers") if m in sys.modules))
+"""
+
+
+def test_a_search_by_vector_imports_neither_torch_nor_sentence_transformers(tmp_path):
+    """A search process needs faiss and numpy for the index: its memory is the index's, not torch's (~500 MB)."""
+    vectors = topic_vectors(12_000, 64, 40)
+    build_index(None, docs(0, 12_000), tmp_path / "i", embeddings=vectors, show_progress=False,
+                **VARIANTS["ivf-pq-refine"])
+    np.save(tmp_path / "queries.npy", vectors[:2])
+    out = subprocess.run([sys.executable, "-c", SEARCH_ONLY, str(tmp_path / "i"), str(tmp_path / "queries.npy")],
+                         env=CHILD_ENV, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    found, heavy = out.stdout.strip().splitlines()
+    assert found.startswith("['d0'")  # the first query (document d0's own vector) finds d0 first
+    assert heavy == "[]"
 
 
 # ---- sharded builds in separate processes, merged, equal a one-shot build -----------------------

@@ -7,7 +7,8 @@ import hashlib
 import os
 import shutil
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import numpy as np
 from sentence_transformers import SentenceTransformer
 from tqdm.auto import tqdm
 
+from st_pooling.forward import encode_pool
 from st_pooling.index.corpus import CorpusLike, Document, as_documents, scan_corpus
 from st_pooling.index.documents import DOCUMENTS_DB, DocumentReader, DocumentTable
 from st_pooling.index.errors import CorpusError, DamagedIndexError, IndexModelMismatchError, IndexStoreError
@@ -58,7 +60,8 @@ def build_index(model: SentenceTransformer | None, corpus: CorpusLike, path: str
                 index_params: dict | None = None, batch_size: int = 64, id_type: str = "auto",
                 embeddings: np.ndarray | None = None, overwrite: bool = False, show_progress: bool = True,
                 wait: bool = True, document_prompt: str | None = None, query_prompt: str | None = None,
-                trained: str | Path | None = None, seed: int = 0) -> BuildReport:
+                trained: str | Path | None = None, seed: int = 0,
+                devices: Sequence[str] | None = None) -> BuildReport:
     """Embed ``corpus`` with ``model.encode_document`` and save a cosine-similarity faiss index at ``path``.
 
     ``corpus`` is a file path (jsonl/csv/tsv/txt), an ``{id: text}`` mapping or a list of Documents.
@@ -74,6 +77,8 @@ def build_index(model: SentenceTransformer | None, corpus: CorpusLike, path: str
     The folder is replaced atomically: on any error the previous index there stays as it was.
     The write holds the folder's lock: another writer makes this wait, or with ``wait=False`` raise
     IndexStoreError naming its pid.
+    ``devices`` (``["cuda:0", "cuda:1"]``, ``["cpu"] * N``) encodes in one process per device with
+    sentence-transformers' multi-process pool (:func:`st_pooling.forward.encode_pool`).
     """
     folder = IndexFolder(path)
     folder.check_writable(overwrite)  # refuse early, before touching the folder
@@ -95,14 +100,17 @@ def build_index(model: SentenceTransformer | None, corpus: CorpusLike, path: str
     if trained is not None:
         metadata["quantizer"] = trained_metadata["quantizer"]
         _check_same_source(trained_metadata, metadata, Path(trained))
+    held = ExitStack()
     with folder.write_lock(wait, command=f"st-pooling index build into {folder.root}"):
         folder.check_writable(overwrite)  # again under the lock: another writer may have built meanwhile
         staging = folder.stage()
         try:
             table = DocumentTable(staging / DOCUMENTS_DB, 0, new=True)
             index = trained_index if trained_index is not None else spec.create(dimension)
+            pool = held.enter_context(encode_pool(model, devices)) if devices and model is not None and \
+                embeddings is None else None
             batches = _embedded_batches(model, documents, summary.count, batch_size, embeddings, show_progress,
-                                        document_prompt)
+                                        document_prompt, pool)
             filler = _IndexFiller(index, spec, table, staging, summary.count, seed, show_progress)
             timings = filler.fill(batches)
             table.commit()
@@ -117,6 +125,8 @@ def build_index(model: SentenceTransformer | None, corpus: CorpusLike, path: str
         except BaseException:
             folder.discard(staging)
             raise
+        finally:
+            held.close()  # the encode processes, if any
     return BuildReport(folder.root, summary.count, table.count, spec, *timings)
 
 
@@ -387,9 +397,10 @@ def _model_label(model: SentenceTransformer) -> str:
 
 
 def _embedded_batches(model: SentenceTransformer | None, documents: Iterable[Document], count: int, batch_size: int,
-                      embeddings: np.ndarray | None, show_progress: bool, document_prompt: str | None
-                      ) -> Iterator[tuple[list[Document], np.ndarray, float]]:
-    """Yield (documents, unit vectors, seconds spent encoding) a batch at a time."""
+                      embeddings: np.ndarray | None, show_progress: bool, document_prompt: str | None,
+                      pool: tuple[Any, Any] | None = None) -> Iterator[tuple[list[Document], np.ndarray, float]]:
+    """Yield (documents, unit vectors, seconds spent encoding) a batch at a time; ``pool``: ``(pool_model, pool)``
+    of :func:`st_pooling.forward.encode_pool`, encoding in its processes."""
     if embeddings is not None and len(embeddings) != count:
         raise ValueError(f"got {len(embeddings)} precomputed embeddings for {count} documents; give one per document")
     if embeddings is not None and model is not None and embeddings.shape[1] != model.get_embedding_dimension():
@@ -403,7 +414,11 @@ def _embedded_batches(model: SentenceTransformer | None, documents: Iterable[Doc
 
     def flush() -> tuple[list[Document], np.ndarray, float]:
         began = time.perf_counter()
-        if embeddings is None:
+        if embeddings is None and pool is not None:
+            vectors = normalize_rows(pool[0].encode_document([d.encoding_text for d in batch], batch_size=batch_size,
+                                                             convert_to_numpy=True, show_progress_bar=False,
+                                                             prompt=document_prompt, pool=pool[1]))
+        elif embeddings is None:
             assert model is not None  # _dimension refused neither a model nor embeddings
             vectors = encode_normalized(model, [d.encoding_text for d in batch], batch_size, prompt=document_prompt)
         else:

@@ -75,6 +75,7 @@ def index_param(text: str) -> tuple[str, int]:
 
 
 def _cmd_build(args: argparse.Namespace) -> None:
+    from st_pooling.forward import encode_devices
     from st_pooling.index.build import add_documents, build_index, train_index
 
     corpus = CorpusFile(args.corpus, args.format)
@@ -92,7 +93,8 @@ def _cmd_build(args: argparse.Namespace) -> None:
                              pq=args.pq, index_params=dict(args.param), batch_size=args.batch_size,
                              id_type=args.id_type, overwrite=args.overwrite, wait=not args.no_wait,
                              show_progress=progress, document_prompt=args.document_prompt,
-                             query_prompt=args.query_prompt, trained=args.trained, seed=args.seed)
+                             query_prompt=args.query_prompt, trained=args.trained, seed=args.seed,
+                             devices=encode_devices(args.processes, args.devices))
     print(f"{report.path}: {report.spec.kind} index {report.spec.params or ''} ({report.spec.chosen_by}), "
           f"added {report.added:,}, holds {report.total:,}; encoding {report.encode_seconds:.1f} s, "
           f"indexing {report.index_seconds:.2f} s")
@@ -211,6 +213,10 @@ def add_index_commands(subparsers: argparse._SubParsersAction) -> argparse.Argum
             parser.add_argument("--id-type", choices=["auto", "int64", "string"], default="auto")
             parser.add_argument("--trained", default=None,
                                 help="a folder made by `index train`: build a shard with its quantiser")
+            parser.add_argument("--processes", type=positive_int, default=None,
+                                help="encode in N CPU processes (sentence-transformers' multi-process pool)")
+            parser.add_argument("--devices", nargs="+", default=None, metavar="DEVICE",
+                                help="encode in one process per device, e.g. cuda:0 cuda:1")
         if name == "train":
             parser.add_argument("--pq", action="store_true", help="product quantisation")
             parser.add_argument("--param", action="append", default=[], metavar="NAME=INT", type=index_param,

@@ -4,13 +4,15 @@ from __future__ import annotations
 import datetime as _dt
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import faiss
-import sentence_transformers
-from sentence_transformers import SentenceTransformer
 
 from st_pooling.index.errors import IndexModelMismatchError, IndexStoreError
-from st_pooling.index.fingerprint import model_fingerprint, module_classes
 from st_pooling.index.spec import IndexSpec
+
+if TYPE_CHECKING:  # imported where used: a search by vector needs neither torch nor sentence-transformers
+    from sentence_transformers import SentenceTransformer
 
 FORMAT_NAME = "st-pooling-index"
 FORMAT_VERSION = 2  # 2: documents.sqlite + segment files + prompts (1: documents.jsonl + one index.faiss)
@@ -26,6 +28,8 @@ def new_metadata(model_name: str, fingerprint: str | None, modules: list[str], d
                  id_type: str, prompts: dict[str, str] | None = None, max_seq_length: int | None = None) -> dict:
     """Everything needed to reuse, audit or refuse an index (``count`` and ``segments`` are filled in at save).
     ``fingerprint`` None: built from precomputed vectors without a model (searched by vector only)."""
+    import sentence_transformers
+
     now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     return {
         "format": FORMAT_NAME,
@@ -59,6 +63,8 @@ def spec_from_metadata(metadata: dict) -> IndexSpec:
 
 def check_query_model(metadata: dict, model: SentenceTransformer, index_path: Path) -> None:
     """Raise IndexModelMismatchError unless ``model`` has the index's dimension and fingerprint."""
+    from st_pooling.index.fingerprint import model_fingerprint, module_classes
+
     expected = metadata["model"]
     if expected["fingerprint"] is None:
         raise IndexModelMismatchError(

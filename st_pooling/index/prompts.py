@@ -3,9 +3,13 @@ document and query prompts (and sentence-transformers' task routing) apply; the 
 the index metadata and checked when the index is searched."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import faiss
 import numpy as np
-from sentence_transformers import SentenceTransformer
+
+if TYPE_CHECKING:  # only annotations: searching by vector must not import torch
+    from sentence_transformers import SentenceTransformer
 
 ROLES = ("document", "query")
 _PROMPT_NAMES = {"query": ("query",), "document": ("document", "passage", "corpus")}  # as sentence-transformers

@@ -4,17 +4,25 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import faiss
 import numpy as np
-from sentence_transformers import SentenceTransformer
 
 from st_pooling.index.documents import DocumentReader
 from st_pooling.index.metadata import check_query_model, check_query_prompt, spec_from_metadata
 from st_pooling.index.prompts import effective_prompt, encode_normalized, normalize_rows
-from st_pooling.index.segments import reconstruct_rows, set_search_params, to_gpu_if_available
+from st_pooling.index.segments import (
+    DiskReranker,
+    each_segment,
+    reconstruct_rows,
+    set_search_params,
+    to_gpu_if_available,
+)
 from st_pooling.index.store import open_current
+
+if TYPE_CHECKING:  # only annotations: a search process that searches by vector imports faiss and numpy, not torch
+    from sentence_transformers import SentenceTransformer
 
 
 @dataclass(frozen=True)
@@ -40,6 +48,7 @@ class SearchIndex:
         self.documents = documents
         self.model = model
         self.query_prompt = query_prompt
+        self.reranker: DiskReranker | None = None  # IVF-PQ re-ranked from disk (mmap): see segments.DiskReranker
         set_search_params(index, self.spec)
 
     @classmethod
@@ -55,7 +64,11 @@ class SearchIndex:
             check_query_model(current.metadata, model, current.root)
             check_query_prompt(current.metadata, effective_prompt(model, "query", query_prompt), current.root)
         index = current.index if mmap or not use_gpu else to_gpu_if_available(current.index)
-        return cls(current.root, current.metadata, index, current.documents, model, query_prompt)
+        loaded = cls(current.root, current.metadata, index, current.documents, model, query_prompt)
+        if mmap and loaded.spec.params.get("refine"):
+            paths = [current.version / segment["file"] for segment in current.metadata["segments"]]
+            loaded.reranker = DiskReranker.open(each_segment(index), paths)
+        return loaded
 
     def __len__(self) -> int:
         return int(self.faiss_index.ntotal)
@@ -79,7 +92,10 @@ class SearchIndex:
         expected = self.metadata["model"]["dimension"]
         if queries.shape[1] != expected:
             raise ValueError(f"query vectors have dimension {queries.shape[1]}, the index {expected}")
-        scores, rows = self.faiss_index.search(queries, k)
+        if self.reranker is not None:
+            scores, rows = self.reranker.search(queries, k)
+        else:
+            scores, rows = self.faiss_index.search(queries, k)
         scores[rows < 0] = -np.inf
         return scores, rows
 
