@@ -47,26 +47,33 @@ class SearchTrainer:
     """The data, frozen base and feature caches shared by all candidates of one search space."""
 
     def __init__(self, space: SearchSpace, *, device: str | None = None, cache_dtype: str = "float16",
-                 show_progress_bar: bool = False, ranks: Ranks | None = None) -> None:
+                 show_progress_bar: bool = False, ranks: Ranks | None = None,
+                 data: tuple[TrainingData, TrainingData | None] | None = None) -> None:
+        """``data``: (training data, dev data) given by the caller instead of read from the space's ``train`` /
+        ``dev`` (tune's mixture trainer, which trains and judges on data of its own)."""
         self.space = space
         self.ranks = ranks or Ranks()  # several processes: each feature cache is built across them, once
         self.device = device or (str(self.ranks.device) if self.ranks.distributed else
                                  "cuda" if torch.cuda.is_available() else "cpu")
         self.cache_dtype = cache_dtype
         self.show_progress_bar = show_progress_bar
-        self.train_data: TrainingData = load_training_data(space.train, data_dir=space.data_dir)
-        if space.max_train:
-            self.train_data = self.train_data.subset(space.max_train, seed=space.seed)
-        self.dev_data: TrainingData = load_training_data(space.dev, data_dir=space.data_dir, split="dev")
-        if space.max_dev:
-            self.dev_data = self.dev_data.subset(space.max_dev, seed=space.seed)
+        if data is None:
+            data = (load_training_data(space.train, data_dir=space.data_dir),
+                    load_training_data(space.dev, data_dir=space.data_dir, split="dev"))
+            if space.max_train:
+                data = (data[0].subset(space.max_train, seed=space.seed), data[1])
+            if space.max_dev and data[1] is not None:
+                data = (data[0], data[1].subset(space.max_dev, seed=space.seed))
+        self.train_data: TrainingData = data[0]
+        self.dev_data: TrainingData | None = data[1]
         self._transformers: dict[BaseNeeds, Transformer] = {}
         self._caches: dict[str, FeatureCache] = {}
         self.cache_seconds = 0.0
 
     @property
     def texts(self) -> list[str]:
-        return list(dict.fromkeys(self.train_data.texts() + self.dev_data.texts()))
+        dev_texts = self.dev_data.texts() if self.dev_data is not None else []
+        return list(dict.fromkeys(self.train_data.texts() + dev_texts))
 
     def head_options(self, candidate: Candidate) -> dict[str, Any]:
         """``candidate``'s pooling options, with the base's own pooling as its native start unless it sets one or
@@ -187,6 +194,9 @@ class CandidateRun:
         self.step += 1
 
     def evaluate(self) -> float:
+        if self.trainer.dev_data is None:
+            raise ValueError(f"{self.candidate.id}: no dev data to evaluate on (a trainer given data=(train, None) "
+                             "evaluates its own way)")
         score, _ = dev_score(self.embedder, self.loss, self.trainer.dev_data, 256)
         self.head.eval()
         return float(score) if math.isfinite(score) else float("-inf")

@@ -30,7 +30,6 @@ from st_pooling.models import pooling_for
 from st_pooling.sweep.candidates import CandidateRun, SearchTrainer
 from st_pooling.sweep.space import Candidate, SearchSpace
 from st_pooling.training.batches import BatchStream
-from st_pooling.training.distributed import Ranks
 from st_pooling.training.fast_path import CachedHeadEmbedder, batch_loss
 from st_pooling.training.losses import make_loss
 from st_pooling.tuning.data import DevSuite, Mixture, overall
@@ -61,14 +60,10 @@ class MixtureTrainer(SearchTrainer):
     def __init__(self, space: SearchSpace, mixture: Mixture, dev: DevSuite, *, native: str, device: str | None = None,
                  cache_dtype: str = "float16", n_resamples: int = 1000, alpha: float = ALPHA,
                  show_progress_bar: bool = False) -> None:
-        # SearchTrainer.__init__ reads one training source from the space; a mixture replaces it, the rest is as there
-        self.space, self.mixture, self.dev = space, mixture, dev
-        self.ranks = Ranks()  # one process: tune does not split its work across ranks
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.cache_dtype, self.show_progress_bar = cache_dtype, show_progress_bar
-        self.train_data = mixture.sources[0].data  # what CandidateRun builds its (unused) single loss from
-        self.dev_data = None
-        self._transformers, self._caches, self.cache_seconds = {}, {}, 0.0
+        # the mixture's first source is what CandidateRun builds its (unused) single loss from; the dev suite judges
+        super().__init__(space, device=device, cache_dtype=cache_dtype, show_progress_bar=show_progress_bar,
+                         data=(mixture.sources[0].data, None))
+        self.mixture, self.dev = mixture, dev
         self.native, self.n_resamples, self.alpha = native, n_resamples, alpha
         self.native_scores: dict[str, ItemScores] | None = None
         self.verdicts: list[PointVerdict] = []
