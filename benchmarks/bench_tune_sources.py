@@ -68,8 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         run = MixtureRun(trainer, candidate, part)
         label = "all" if sources is None else "+".join(sources)
         for point in args.points:
-            while run.step < point:
-                run._train_step()
+            run.train_to(point)
             run.head.eval()
             scores = dev.item_scores(run.embedder.encode)
             tests = {t: paired_bootstrap(scores[t], native[t], n_resamples=1000, seed=0) for t in scores}

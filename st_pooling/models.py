@@ -158,13 +158,13 @@ def native_pooling_of(base: str) -> str:
     return DEFAULT_NATIVE
 
 
-def with_native_start(base: str, pooling: str, options: Mapping[str, Any]) -> dict[str, Any]:
+def with_native_start(base: str, pooling: str, options: Mapping[str, Any], native: str | None = None) -> dict[str, Any]:
     """``options`` for training ``pooling`` on ``base``: a learnable pooling that does not choose its own ``native``
-    gets ``native=native_pooling_of(base)``. The training entry points call this; ``build_model`` and ``compare``
-    do not (there an untrained head is evaluated as the pooling it is, e.g. GeM at p = 3)."""
+    gets ``native`` (default: ``native_pooling_of(base)``). The training entry points call this; ``build_model`` and
+    ``compare`` do not (there an untrained head is evaluated as the pooling it is, e.g. GeM at p = 3)."""
     options = dict(options)
     if "native" not in options and pooling_class(pooling).learnable:
-        options["native"] = native_pooling_of(base)
+        options["native"] = native or native_pooling_of(base)
     return options
 
 

@@ -19,7 +19,7 @@ import st_pooling
 from st_pooling import POOLINGS, build_model
 from st_pooling.models import native_pooling_of
 from st_pooling.sweep.candidates import SearchTrainer
-from st_pooling.sweep.space import space_from_dict
+from st_pooling.sweep.space import SearchSpaceError, space_from_dict
 from st_pooling.training import PairData, TrainConfig, make_loss, train_pooling
 
 LEARNABLE = sorted(name for name, cls in POOLINGS.items() if cls.learnable)
@@ -256,3 +256,11 @@ def test_search_starts_natively_and_its_mltp_cache_carries_the_native_row(tmp_pa
     plain = space.with_overrides(native_start=False)  # YAML `native_start: false`, CLI --no-native-start
     assert SearchTrainer(plain, device="cpu").build_head(space.candidates[0]).native is None
     assert plain.fingerprint() != space.fingerprint()  # a saved search resumes only with the same setting
+    chosen = space.with_overrides(native_start="weighted_mean")  # YAML `native_start: weighted_mean` (tune --native)
+    head = SearchTrainer(chosen, device="cpu").build_head(space.candidates[0])
+    assert head.native == "weighted_mean" and "native" not in space.candidates[0].options
+    assert len({chosen.fingerprint(), plain.fingerprint(), space.fingerprint()}) == 3
+    assert SearchTrainer(chosen, device="cpu").build_head(space.candidates[2]).native is None  # the candidate's own
+    for bad in ("gem", "mltp", "no_such_pooling"):
+        with pytest.raises(SearchSpaceError, match=f"native_start: .*{bad}"):
+            space.with_overrides(native_start=bad)

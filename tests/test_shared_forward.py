@@ -124,3 +124,31 @@ def test_compare_on_saved_trained_models_gives_mteb_scores_of_the_models_loaded_
             assert comparison.scores[name][result.task_name] == pytest.approx(result.get_score(), abs=1e-6), name
     with pytest.raises(FileNotFoundError, match="not a saved sentence-transformers model"):
         ModelEntry.load(tmp_path)
+
+
+def test_classification_labels_read_as_one_array_give_mteb_every_score_unchanged():
+    """compare hands mteb's classification metrics the test labels as one array (with_label_array) instead of
+    datasets' lazy column: every metric of every experiment must be what a plain mteb.evaluate gives."""
+    import mteb
+    from datasets import Column
+
+    from st_pooling.evaluation.compare import with_label_array
+    from st_pooling.evaluation.tasks import get_tasks
+
+    model = build_model("minilm", "mean", device="cpu")
+    seen = []
+    task = with_label_array(get_tasks(["PangLeePolarityClassification"], max_items=40)[0])
+    calculate = task._calculate_scores
+
+    def spy(y_test, y_pred):
+        seen.append(type(y_test))
+        return calculate(y_test, y_pred)
+
+    task._calculate_scores = spy
+    wrapped = mteb.evaluate(model, task, cache=None, show_progress_bar=False).task_results[0]
+    plain = mteb.evaluate(model, get_tasks(["PangLeePolarityClassification"], max_items=40), cache=None,
+                          show_progress_bar=False).task_results[0]
+    assert seen and all(kind is Column for kind in seen)  # what mteb passes today: the case the wrapper exists for
+    strip = lambda scores: {k: v for k, v in scores["test"][0].items() if "time" not in k}  # noqa: E731
+    assert strip(wrapped.scores) == strip(plain.scores)
+    assert strip(plain.scores)["scores_per_experiment"] and "f1" in strip(plain.scores)

@@ -72,7 +72,7 @@ def test_each_source_trains_with_its_own_loss(mixture, shared_trainer):
     assert mixture.sources[2].data.kind == "triplets"  # sick-nli: entailment positive, contradiction negative
     before = {k: v.clone() for k, v in run.head.state_dict().items()}
     for _ in range(24):
-        run._train_step()
+        run.train_step()
     assert sum(run.drawn.values()) == 24 and sum(1 for v in run.drawn.values() if v) >= 4
     assert any((before[k] != v).any() for k, v in run.head.state_dict().items())
 

@@ -17,7 +17,7 @@ from typing import Any
 import mteb
 import numpy as np
 import torch
-from mteb.abstasks import AbsTask
+from mteb.abstasks import AbsTask, AbsTaskClassification
 from mteb.models import ModelMeta
 from mteb.models.model_meta import ScoringFunction
 from mteb.results import TaskResult
@@ -118,6 +118,26 @@ class TaskRun:
         return splits.get("test") if len(splits) == 1 else None
 
 
+def with_label_array(task: AbsTask) -> AbsTask:
+    """``task``, whose classification metrics receive the test labels as one array.
+
+    mteb 2.x gives its nine scikit-learn metrics ``eval_split[label_column]``, which datasets >= 4 returns as a lazy
+    ``Column``; each metric converts it row by row. On PangLee (1,000 test texts, 10 experiments) that is ~2.5 s a
+    configuration, most of what comparing six poolings cost beyond one. No public hook sets the labels' type, so this
+    wraps the task copy's private ``_calculate_scores`` (AbsTaskClassification) to read the column once
+    (``column[:]``, one Arrow read): the same labels, the same scores (tests/test_compare.py checks them against a
+    plain ``mteb.evaluate``). Other tasks are returned as they are.
+    """
+    if isinstance(task, AbsTaskClassification) and hasattr(task, "_calculate_scores"):
+        calculate = task._calculate_scores
+
+        def calculate_on_array(y_test: Any, y_pred: Any) -> Any:
+            return calculate(np.asarray(y_test[:]), y_pred)
+
+        task._calculate_scores = calculate_on_array  # type: ignore[method-assign]
+    return task
+
+
 def run_task(encoder: PoolingEncoder, task: AbsTask, cache: mteb.ResultCache, prediction_folder: Path, *,
              batch_size: int = 32, show_progress_bar: bool = False) -> TaskRun:
     """Evaluate ``encoder`` on a fresh copy of ``task`` through mteb, keeping its predictions.
@@ -125,7 +145,7 @@ def run_task(encoder: PoolingEncoder, task: AbsTask, cache: mteb.ResultCache, pr
     A fresh copy per configuration: mteb draws a clustering task's runs from the task's random state, which an
     evaluation advances, so every configuration must start from the same state to be scored on the same documents.
     """
-    fresh = copy.deepcopy(task)
+    fresh = with_label_array(copy.deepcopy(task))
     sampler = copy.deepcopy(fresh.rng_state)  # public attribute of mteb's AbsTask
     result = mteb.evaluate(encoder, fresh, cache=cache, overwrite_strategy="always", prediction_folder=prediction_folder,
                            encode_kwargs=EncodeKwargs(batch_size=batch_size, show_progress_bar=False),

@@ -301,8 +301,9 @@ class ReductionPooling(PoolingModule):
         return F.drop_first_token(mask) if self.exclude_first_token else mask
 
 
-def native_pooling_module(name: str, embedding_dimension: int) -> PoolingModule:
-    """The parameter-free last-layer pooling ``name`` with its default options: what a native start starts from."""
+def check_native(name: str) -> type[PoolingModule]:
+    """The class of pooling ``name`` if a native start can start from it (a parameter-free pooling of the last
+    layer); else ``ValueError`` listing the ones it can."""
     from st_pooling.modules.registry import POOLINGS, pooling_class  # the registry imports this module
 
     cls = pooling_class(name)
@@ -310,4 +311,9 @@ def native_pooling_module(name: str, embedding_dimension: int) -> PoolingModule:
         choices = sorted(key for key, known in POOLINGS.items() if not known.learnable and known.reads == TOKEN_STATES)
         raise ValueError(f"native must be a parameter-free pooling of the last layer ({', '.join(choices)}), "
                          f"got {name!r}")
-    return cls(embedding_dimension)
+    return cls
+
+
+def native_pooling_module(name: str, embedding_dimension: int) -> PoolingModule:
+    """The parameter-free last-layer pooling ``name`` with its default options: what a native start starts from."""
+    return check_native(name)(embedding_dimension)

@@ -7,10 +7,9 @@ by default: as exactly the base's own pooling (the space's ``native_start``, see
 :func:`st_pooling.models.with_native_start`; a candidate option ``native`` overrides it, ``native: null`` gives the
 head's own initialisation). :class:`CandidateRun`
 trains one candidate's head step by step and records its dev score at the space's evaluation points, so a strategy
-can pause, resume or stop it between points. The pieces of one step are the fast path's own
-(:class:`~st_pooling.training.fast_path.CachedHeadEmbedder`, :func:`~st_pooling.training.fast_path.batch_loss`,
-:func:`~st_pooling.training.fast_path.dev_score`, its linear schedule); only the loop is here, because the fast
-path's ``train_head_on_cache`` evaluates once per epoch and cannot be paused between evaluation points.
+can pause, resume or stop it between points. Its steps are the fast path's
+(:class:`~st_pooling.training.fast_path.HeadTraining`: same optimizer, clipping, schedule and batch order as
+``train --fast-path``); only where it pauses and what it records are here.
 """
 
 from __future__ import annotations
@@ -37,8 +36,7 @@ from st_pooling.sweep.state import write_bytes_atomically
 from st_pooling.training.batches import BatchStream
 from st_pooling.training.data import TrainingData, load_training_data
 from st_pooling.training.distributed import Ranks
-from st_pooling.training.fast_path import (CachedHeadEmbedder, batch_loss, dev_score, head_optimizer,
-                                          linear_schedule, optimizer_step)
+from st_pooling.training.fast_path import CachedHeadEmbedder, HeadTraining, dev_score
 from st_pooling.training.features import LAYER_STACK, FeatureCache, build_feature_cache, cache_kind
 from st_pooling.training.losses import make_loss
 
@@ -78,9 +76,11 @@ class SearchTrainer:
     def head_options(self, candidate: Candidate) -> dict[str, Any]:
         """``candidate``'s pooling options, with the base's own pooling as its native start unless it sets one or
         the space's ``native_start`` is off."""
-        if not self.space.native_start:
+        start = self.space.native_start
+        if start is False:
             return dict(candidate.options)
-        return with_native_start(self.space.base, candidate.pooling, candidate.options)
+        return with_native_start(self.space.base, candidate.pooling, candidate.options,
+                                 native=None if start is True else start)
 
     def transformer_for(self, candidate: Candidate) -> Transformer:
         """The frozen base with the outputs ``candidate`` needs (loaded once per kind)."""
@@ -162,14 +162,11 @@ class CandidateRun:
     def __init__(self, trainer: SearchTrainer, candidate: Candidate) -> None:
         self.trainer, self.candidate, self.space = trainer, candidate, trainer.space
         self.model = trainer.build_model(candidate)
-        head = self.model[1]
-        self.embedder = CachedHeadEmbedder(self.model, trainer.cache_for(head, self.model[0]))
+        self.training = HeadTraining(self.model, trainer.cache_for(self.model[1], self.model[0]),
+                                     learning_rate=candidate.learning_rate, total_steps=self.space.steps,
+                                     name=f"{candidate.id} {candidate.label}")
         self.loss = make_loss(self.space.loss, self.model, trainer.train_data)
-        self.parameters = [parameter for parameter in head.parameters() if parameter.requires_grad]
-        self.optimizer = head_optimizer(self.parameters, candidate.learning_rate)
-        self.scheduler = linear_schedule(self.optimizer, self.space.steps, 0)
         self.batches = BatchStream(trainer.train_data, self.space.batch_size, candidate.seed)
-        self.step = 0
         self.steps: list[int] = []
         self.scores: list[float] = []
         self.seconds = 0.0
@@ -178,20 +175,25 @@ class CandidateRun:
 
     @property
     def head(self) -> PoolingModule:
-        return self.embedder.head
+        return self.training.head
 
-    def _train_step(self) -> None:
-        """One step as every head-training loop takes it: the trainer's batch order, clipped fused AdamW."""
-        self.head.train()
-        value = batch_loss(self.loss, self.embedder, self.trainer.train_data, self.batches.next())
-        self._take_step(value, "loss")
+    @property
+    def embedder(self) -> CachedHeadEmbedder:
+        return self.training.embedder
 
-    def _take_step(self, value: torch.Tensor, what: str) -> None:
-        if not math.isfinite(value.item()):
-            raise FloatingPointError(f"{self.candidate.id} {self.candidate.label}: the {what} became {value.item()} "
-                                     f"at step {self.step + 1}; lower its learning rate")
-        optimizer_step(value, self.parameters, self.optimizer, self.scheduler)
-        self.step += 1
+    @property
+    def step(self) -> int:
+        """Optimizer steps taken so far."""
+        return self.training.step
+
+    def train_step(self) -> None:
+        """One step on the next batch of the training data."""
+        self.training.train_step(self.loss, self.trainer.train_data, self.batches.next())
+
+    def train_to(self, step: int) -> None:
+        """Train up to ``step`` without evaluating (what :meth:`next_point` does before it evaluates)."""
+        while self.step < step:
+            self.train_step()
 
     def evaluate(self) -> float:
         if self.trainer.dev_data is None:
@@ -211,8 +213,7 @@ class CandidateRun:
             raise ValueError(f"{self.candidate.id}: cannot record a point at step {to_step} after step {self.step} "
                              f"(a full run has {self.space.steps} steps)")
         started = time.perf_counter()
-        while self.step < to_step:
-            self._train_step()
+        self.train_to(to_step)
         evaluating = time.perf_counter()
         score = self.evaluate()
         self.eval_seconds += time.perf_counter() - evaluating
@@ -245,9 +246,7 @@ class CandidateRun:
         payload: dict[str, Any] = {
             "candidate": self.candidate.id, "step": self.step, "steps": self.steps, "scores": self.scores,
             "seconds": self.seconds, "evaluations": self.evaluations, "eval_seconds": self.eval_seconds,
-            "batches": self.batches.state(),
-            "head": self.head.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
+            "batches": self.batches.state(), **self.training.state_dict(),
         }
         buffer = io.BytesIO()
         torch.save(payload, buffer)
@@ -270,14 +269,11 @@ class CandidateRun:
         payload = torch.load(path, map_location=self.trainer.device, weights_only=True)
         if payload["candidate"] != self.candidate.id:
             raise ValueError(f"checkpoint {path} belongs to {payload['candidate']}, not {self.candidate.id}")
-        self.head.load_state_dict(payload["head"])
-        self.optimizer.load_state_dict(payload["optimizer"])
-        self.scheduler.load_state_dict(payload["scheduler"])
         if "batches" not in payload:
             raise ValueError(f"checkpoint {path} was written by an older st-pooling (another batch order): delete the "
                              "search folder's checkpoints/ to retrain its candidates, or run the search anew")
+        self.training.load_state_dict(payload)
         self.batches.restore(payload["batches"])
-        self.step = payload["step"]
         self.steps, self.scores, self.seconds = list(payload["steps"]), list(payload["scores"]), payload["seconds"]
         self.evaluations, self.eval_seconds = payload.get("evaluations", 0), payload.get("eval_seconds", 0.0)
 

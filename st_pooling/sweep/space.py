@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from st_pooling.modules.base import check_native
 from st_pooling.modules.registry import pooling_class
 
 TRAINING_KEYS = ("lr", "seed")
@@ -98,13 +99,19 @@ class SearchSpace:
     eval_every: int = 10
     seed: int = 0
     data_dir: str | None = field(default=None, compare=False)
-    native_start: bool = True
-    """Start every learnable head as exactly the base's own pooling (:func:`st_pooling.models.with_native_start`);
-    a candidate option ``native`` (a pooling name, or null) overrides it for that candidate."""
+    native_start: bool | str = True
+    """Start every learnable head as exactly the base's own pooling (true, :func:`st_pooling.models.with_native_start`),
+    as the parameter-free pooling it names (e.g. ``weighted_mean``), or from its own initial values (false); a
+    candidate option ``native`` (a pooling name, or null) overrides it for that candidate."""
 
     def __post_init__(self) -> None:
-        if not isinstance(self.native_start, bool):
-            raise SearchSpaceError(f"native_start must be true or false, got {self.native_start!r}")
+        if not isinstance(self.native_start, (bool, str)):
+            raise SearchSpaceError(f"native_start must be true, false or a pooling name, got {self.native_start!r}")
+        if isinstance(self.native_start, str):
+            try:
+                check_native(self.native_start)
+            except ValueError as error:
+                raise SearchSpaceError(f"native_start: {error}") from None
         _check_positive_int("steps", self.steps)
         _check_positive_int("eval_every", self.eval_every)
         _check_positive_int("batch_size", self.batch_size)
@@ -139,7 +146,7 @@ class SearchSpace:
         payload = {key: value for key, value in asdict(self).items()
                    if key not in ("data_dir", "candidates", "native_start")}
         if self.native_start:  # absent when off: a search saved before native starts existed resumes with it off
-            payload["native_start"] = True
+            payload["native_start"] = self.native_start
         payload["candidates"] = [candidate.to_dict() for candidate in self.candidates]
         text = json.dumps(payload, sort_keys=True, default=str)
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]

@@ -10,8 +10,9 @@ trainer path calls the same method after embedding the columns live. Batching an
 Trainer's defaults, so both paths take the same steps for every data kind: the trainer's batch order
 (:func:`st_pooling.training.batches.epoch_batches`: no duplicate texts in a batch of pairs or triplets, a seeded random
 order for scored pairs, the last partial batch kept), fused AdamW without weight decay, gradients clipped to norm 1.0,
-a linear schedule with optional warm-up. ``search`` and ``tune`` step through the same batches with the same
-optimizer step (:class:`st_pooling.training.batches.BatchStream`, :func:`optimizer_step`).
+a linear schedule with optional warm-up. Every head-training loop is one :class:`HeadTraining`: the fast path
+steps it through epochs, ``search`` and ``tune`` step it between evaluation points
+(:class:`st_pooling.training.batches.BatchStream` gives them the same batch order).
 
 Under several processes (:class:`~st_pooling.training.distributed.Ranks`) the loop is data-parallel over the same
 global batch: each rank embeds its share of every batch's rows, the embeddings are gathered with their gradients and
@@ -25,9 +26,9 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -186,13 +187,67 @@ def linear_schedule(optimizer: torch.optim.Optimizer, total_steps: int,
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+class HeadTraining:
+    """A pooling head in training on cached features, one optimizer step at a time: the one head-training loop.
+
+    ``train --fast-path`` (:func:`train_head_on_cache`, epochs), ``search`` (a candidate's run, paused and resumed
+    between evaluation points) and ``tune`` (a source of the mixture per step) all step through it, so they share
+    the optimizer (fused AdamW, the HF Trainer's default), the clipping (norm ``max_grad_norm``, its default 1.0), the
+    linear schedule over ``total_steps`` (with ``warmup_steps``), the data-parallel step over ``ranks`` and the check
+    that the loss stayed finite. Which rows a step sees is the caller's: :func:`epoch_batches` or a
+    :class:`~st_pooling.training.batches.BatchStream` over it. :meth:`state_dict` / :meth:`load_state_dict` carry
+    the head, optimizer, schedule and step count (tensors and numbers only: a checkpoint loads with
+    ``torch.load(..., weights_only=True)``).
+    """
+
+    def __init__(self, model: SentenceTransformer, cache: FeatureCache, *, learning_rate: float, total_steps: int,
+                 warmup_steps: int = 0, weight_decay: float = 0.0, max_grad_norm: float | None = 1.0,
+                 ranks: Ranks | None = None, name: str = "the head") -> None:
+        self.ranks = ranks or Ranks()
+        self.embedder = CachedHeadEmbedder(model, cache, self.ranks)
+        self.parameters = [p for p in self.head.parameters() if p.requires_grad]
+        if not self.parameters:
+            raise ValueError(f"{type(self.head).__name__} has no trainable parameters: there is nothing to train")
+        self.optimizer = head_optimizer(self.parameters, learning_rate, weight_decay)
+        self.scheduler = linear_schedule(self.optimizer, total_steps, warmup_steps)
+        self.max_grad_norm, self.name = max_grad_norm, name
+        self.step = 0
+
+    @property
+    def head(self) -> PoolingModule:
+        return self.embedder.head
+
+    def train_step(self, loss: nn.Module, data: TrainingData, rows: Sequence[int], what: str = "loss") -> float:
+        """One optimizer step on the batch ``rows`` of ``data`` with ``loss``; returns the batch's loss. A loss that is
+        not finite stops training with an error that says what to change, before it reaches the weights."""
+        self.head.train()
+        value = batch_loss(loss, self.embedder, data, rows)
+        if not math.isfinite(value.item()):
+            raise FloatingPointError(f"{self.name}: the {what} became {value.item()} at step {self.step + 1}; "
+                                     "lower the learning rate")
+        optimizer_step(value, self.parameters, self.optimizer, self.scheduler, self.max_grad_norm, self.ranks)
+        self.step += 1
+        return value.item()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"step": self.step, "head": self.head.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.head.load_state_dict(state["head"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step = int(state["step"])
+
+
 def train_head_on_cache(model: SentenceTransformer, cache: FeatureCache, train: TrainingData, loss: nn.Module, *,
                         dev: TrainingData | None = None, epochs: int = 1, batch_size: int = 32,
                         learning_rate: float = 1e-3, weight_decay: float = 0.0, warmup_ratio: float = 0.0,
                         seed: int = 0, early_stopping_patience: int | None = None, max_steps: int | None = None,
                         max_grad_norm: float | None = 1.0, show_progress_bar: bool = True,
                         ranks: Ranks | None = None) -> FastPathResult:
-    """Train ``model``'s pooling head on ``cache`` (which must hold every train and dev text).
+    """Train ``model``'s pooling head on ``cache`` (which must hold every train and dev text) for ``epochs`` epochs
+    of :class:`HeadTraining` steps, in the trainer's batch order.
 
     Evaluates on ``dev`` after each epoch, keeps the best epoch's head weights (restored at the end) and stops after
     ``early_stopping_patience`` epochs without improvement. ``max_steps`` caps the optimizer steps (benchmarks).
@@ -202,30 +257,22 @@ def train_head_on_cache(model: SentenceTransformer, cache: FeatureCache, train: 
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
     torch.manual_seed(seed)
-    ranks = ranks or Ranks()
-    embedder = CachedHeadEmbedder(model, cache, ranks)
-    head = embedder.head
-    parameters = [p for p in head.parameters() if p.requires_grad]
-    if not parameters:
-        raise ValueError(f"{type(head).__name__} has no trainable parameters: there is nothing to train")
-    optimizer = head_optimizer(parameters, learning_rate, weight_decay)
     steps_per_epoch = len(epoch_batches(train, batch_size, seed, 0))
-    total_steps = min(steps_per_epoch * epochs, max_steps or math.inf)
-    scheduler = linear_schedule(optimizer, int(total_steps), int(warmup_ratio * total_steps))
+    total_steps = int(min(steps_per_epoch * epochs, max_steps or math.inf))
+    training = HeadTraining(model, cache, learning_rate=learning_rate, total_steps=total_steps,
+                            warmup_steps=int(warmup_ratio * total_steps), weight_decay=weight_decay,
+                            max_grad_norm=max_grad_norm, ranks=ranks)
+    head, embedder = training.head, training.embedder
     result = FastPathResult()
-    best_state, since_best, step = None, 0, 0
+    best_state, since_best = None, 0
     for epoch in range(1, epochs + 1):
         started = time.perf_counter()
-        head.train()
         losses = []
         for rows in tqdm(epoch_batches(train, batch_size, seed, epoch - 1), desc=f"epoch {epoch} (cached features)",
-                         disable=not show_progress_bar or not ranks.is_main):
-            if step >= total_steps:
+                         disable=not show_progress_bar or not training.ranks.is_main):
+            if training.step >= total_steps:
                 break
-            value = batch_loss(loss, embedder, train, rows)
-            optimizer_step(value, parameters, optimizer, scheduler, max_grad_norm, ranks)
-            losses.append(value.item())
-            step += 1
+            losses.append(training.train_step(loss, train, rows))
         train_seconds = time.perf_counter() - started
         score, metric = dev_score(embedder, loss, dev, batch_size, seed) if dev is not None else (None, None)
         result.history.append(EpochRecord(epoch, float(np.mean(losses)) if losses else math.nan, score, metric,
@@ -239,7 +286,7 @@ def train_head_on_cache(model: SentenceTransformer, cache: FeatureCache, train: 
                 if early_stopping_patience is not None and since_best >= early_stopping_patience:
                     result.stopped_early = True
                     break
-        if step >= total_steps:
+        if training.step >= total_steps:
             break
     if best_state is not None:
         head.load_state_dict(best_state)
@@ -247,5 +294,5 @@ def train_head_on_cache(model: SentenceTransformer, cache: FeatureCache, train: 
     return result
 
 
-__all__ = ["CachedHeadEmbedder", "EpochRecord", "FastPathResult", "PairData", "batch_loss", "cosine_spearman",
-           "train_head_on_cache"]
+__all__ = ["CachedHeadEmbedder", "EpochRecord", "FastPathResult", "HeadTraining", "PairData", "batch_loss",
+           "cosine_spearman", "train_head_on_cache"]

@@ -3,7 +3,7 @@
 :class:`MixtureTrainer` is a :class:`~st_pooling.sweep.candidates.SearchTrainer` whose feature caches cover every
 mixture and dev text, and :class:`MixtureRun` a :class:`~st_pooling.sweep.candidates.CandidateRun` whose step draws a
 source (probability proportional to its weight), takes that source's next batch and applies that source's own loss;
-everything else (the cached-feature embedder, ``batch_loss``, the optimizer, the schedule, the learning-curve early
+everything else (the step of :class:`~st_pooling.training.fast_path.HeadTraining`, the learning-curve early
 stopping of :class:`~st_pooling.sweep.strategies.SearchSession`) is the search's own.
 
 Its dev score is :func:`st_pooling.tuning.data.overall` (the mean over task types). At every evaluation point the
@@ -30,7 +30,7 @@ from st_pooling.models import pooling_for
 from st_pooling.sweep.candidates import CandidateRun, SearchTrainer
 from st_pooling.sweep.space import Candidate, SearchSpace
 from st_pooling.training.batches import BatchStream
-from st_pooling.training.fast_path import CachedHeadEmbedder, batch_loss
+from st_pooling.training.fast_path import CachedHeadEmbedder
 from st_pooling.training.losses import make_loss
 from st_pooling.tuning.data import DevSuite, Mixture, overall
 
@@ -131,12 +131,12 @@ class MixtureRun(CandidateRun):
                                for source in self.mixture.sources}
         self.drawn: dict[str, int] = {source.name: 0 for source in self.mixture.sources}
 
-    def _train_step(self) -> None:
-        self.head.train()
+    def train_step(self) -> None:
+        """One step on a source drawn by its weight: that source's next batch, with its own loss."""
         source = self.mixture.draw(self.rng)
         self.drawn[source.name] += 1
         rows = self.source_batches[source.name].next()
-        self._take_step(batch_loss(self.losses[source.name], self.embedder, source.data, rows), f"{source.name} loss")
+        self.training.train_step(self.losses[source.name], source.data, rows, what=f"{source.name} loss")
 
     def evaluate(self) -> float:
         verdict = self.trainer.judge(self)

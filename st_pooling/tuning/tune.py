@@ -27,7 +27,7 @@ from st_pooling.evaluation.compare import Comparison, score_tasks
 from st_pooling.evaluation.shared_forward import SharedForwardEmbedder
 from st_pooling.evaluation.stats import BootstrapResult, corrected, paired_bootstrap, wilcoxon_by_task_type
 from st_pooling.models import is_decoder_model, native_pooling_of, pooling_for, resolve_base
-from st_pooling.modules.registry import parameter_free_names
+from st_pooling.modules.base import check_native
 from st_pooling.publish.card import write_model_card
 from st_pooling.sweep.space import space_from_options
 from st_pooling.sweep.strategies import SearchSession, settings_for
@@ -95,15 +95,15 @@ def run_tune(model: str = "minilm", output: str | Path = "runs/tune", *, heads: 
     :func:`~st_pooling.models.native_pooling_of`)."""
     started = time.perf_counter()
     native = native or native_pooling_of(model)
-    if native not in parameter_free_names():
-        raise ValueError(f"--native {native!r}: the native pooling must be a parameter-free one "
-                         f"({', '.join(parameter_free_names())})")
-    heads = [head if "native=" in head else f"{head}{',' if ':' in head else ':'}native={native}" for head in heads]
+    try:
+        check_native(native)
+    except ValueError as error:  # before anything is read or cached
+        raise ValueError(f"--native {native!r}: {error}") from None
     cache_dtype = cache_dtype or ("float32" if is_decoder_model(resolve_base(model)) else "float16")
     space = space_from_options(list(heads), list(lrs), base=model, max_seq_length=max_seq_length,
                                train="tune-mixture", dev="tune-dev", loss="cosent", batch_size=batch_size,
                                steps=steps, eval_every=eval_every, seed=seed, max_train=max_train,
-                               max_dev=max_dev, native_start=True)
+                               max_dev=max_dev, native_start=native)
     with owned_output(output, "tune", overwrite=overwrite) as output:
         log(f"tune: reading the splits and building the mixture ({model}, native pooling {native})")
         splits = load_splits(data_dir, seed=seed, sources=list(weights or DEFAULT_WEIGHTS))
