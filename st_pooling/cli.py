@@ -53,7 +53,9 @@ def add_compare_command(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default=None)
     parser.add_argument("--processes", type=positive_int, default=None,
-                        help="run the forward passes in N CPU processes (sentence-transformers' multi-process pool)")
+                        help="run the forward passes in N CPU processes (sentence-transformers' multi-process "
+                             "pool). Each process loads the base first: on a CPU it pays off only for long encodes "
+                             "(the embedded default's ~27 s comparison took 1.7x as long with 2; docs/distributed.md)")
     parser.add_argument("--devices", nargs="+", default=None, metavar="DEVICE",
                         help="run the forward passes in one process per device, e.g. cuda:0 cuda:1")
     add_progress_flag(parser)

@@ -150,3 +150,68 @@ def test_native_must_be_a_parameter_free_pooling(tmp_path, capsys):
     error = capsys.readouterr().err
     assert "--native 'gem'" in error and "parameter-free" in error and "weighted_mean" in error
     assert not output.exists()
+
+
+def test_lora_candidates_train_adapters_and_head_from_the_native_start(shared_trainer, tmp_path):
+    """tune --lora-rank: each candidate adapts a base of its own (LoRA) beside its head, live; step 0 is still the
+    native pooling of the base as it was; a checkpoint restores both; the kept weights make a model that saves and
+    reloads; its test comparison runs the native pooling on the unadapted base."""
+    import numpy as np
+    import torch
+
+    from st_pooling.evaluation.tasks import get_tasks
+    from st_pooling.tuning.tune import evaluate_on_tests
+
+    space = tiny_space("weighted_sum", 1e-2).with_overrides(lora_rank=4, lora_learning_rate=1e-3)
+    trainer = MixtureTrainer(space, shared_trainer.mixture, shared_trainer.dev, native="mean", n_resamples=200)
+    run = trainer.start(space.candidates[0])
+    texts = shared_trainer.dev.texts()[:24]
+    native = shared_trainer.native_model().encode(texts)
+    np.testing.assert_allclose(run.embedder.encode(texts), native, atol=1e-6)  # LoRA B = 0 and the native start
+    before = run.training.trained_weights()
+    run.train_to(4)
+    after = run.training.trained_weights()
+    moved = {name for name in before if not torch.equal(before[name], after[name])}
+    assert any(name.startswith("base.") and "lora_" in name for name in moved)
+    assert any(name.startswith("head.") for name in moved)
+    assert not any(name.startswith("base.") and "lora_" not in name for name in after)  # the base's own weights stay
+    assert np.abs(run.embedder.encode(texts) - native).max() > 1e-4
+    assert shared_trainer.native_model()[0] is not run.model[0]  # each candidate adapts a base of its own
+
+    run.save_checkpoint(tmp_path / "checkpoint.pt")
+    resumed = trainer.start(space.candidates[0])
+    resumed.load_checkpoint(tmp_path / "checkpoint.pt")
+    assert resumed.step == 4
+    np.testing.assert_allclose(resumed.embedder.encode(texts), run.embedder.encode(texts), atol=1e-6)
+
+    trainer.best, trainer.best_state = trainer.judge(run), run.training.trained_weights()  # keep this point
+    model = trainer.winner_model()
+    np.testing.assert_allclose(model.encode(texts), run.embedder.encode(texts), atol=1e-5)
+    model.save(str(tmp_path / "model"))
+    assert (tmp_path / "model" / "adapter_config.json").is_file()
+    np.testing.assert_allclose(SentenceTransformer(str(tmp_path / "model")).encode(texts), model.encode(texts),
+                               atol=1e-5)
+
+    tasks = get_tasks(["LeeSTS"], max_items=24)
+    comparison = evaluate_on_tests(model, "minilm", "mean", "tuned", tasks, tmp_path / "test", n_resamples=100)
+    plain = evaluate_on_tests(shared_trainer.native_model(), "minilm", "mean", "tuned", tasks, tmp_path / "plain",
+                              n_resamples=100)
+    assert comparison.scores["mean"]["LeeSTS"] == pytest.approx(plain.scores["mean"]["LeeSTS"], abs=1e-9)
+    assert comparison.scores["tuned"]["LeeSTS"] != pytest.approx(plain.scores["tuned"]["LeeSTS"], abs=1e-6)
+
+
+def test_tune_command_with_lora(tmp_path, capsys):
+    import json
+
+    output = tmp_path / "tune"
+    code = main(["tune", "--output", str(output), "--heads", "weighted_sum", "--lrs", "1e-2", "--steps", "4",
+                 "--eval-every", "1", "--max-train", "16", "--max-dev", "20", "--ir-distractors", "10",
+                 "--max-seq-length", "32", "--n-resamples", "100", "--no-test", "--lora-rank", "2", "--lora-lr",
+                 "1e-3"])
+    assert code == 0
+    saved = json.loads((output / "tune.json").read_text())
+    assert saved["space"]["lora_rank"] == 2 and saved["space"]["lora_learning_rate"] == 1e-3
+    assert saved["cache_seconds"] == 0  # live: nothing cached
+    assert "LoRA adapters of rank 2" in capsys.readouterr().out
+    if (output / "model").is_dir():
+        assert (output / "model" / "adapter_config.json").is_file()

@@ -36,7 +36,7 @@ from st_pooling.sweep.state import write_bytes_atomically
 from st_pooling.training.batches import BatchStream
 from st_pooling.training.data import TrainingData, load_training_data
 from st_pooling.training.distributed import Ranks
-from st_pooling.training.fast_path import CachedHeadEmbedder, HeadTraining, dev_score
+from st_pooling.training.fast_path import CachedHeadEmbedder, HeadTraining, LiveEmbedder, dev_score
 from st_pooling.training.features import LAYER_STACK, FeatureCache, build_feature_cache, cache_kind
 from st_pooling.training.losses import make_loss
 
@@ -103,16 +103,40 @@ class SearchTrainer:
 
     def prepare(self) -> float:
         """Build every candidate's head once (a bad option fails before any compute is spent) and every feature cache
-        the space needs; returns the seconds spent caching."""
+        the space needs (none when the base is adapted: every step runs it); returns the seconds spent caching."""
         heads = [(candidate, self.build_head(candidate)) for candidate in self.space.candidates]
-        for candidate, head in heads:
-            self.cache_for(head, self.transformer_for(candidate))
+        if not self.adapts_base:
+            for candidate, head in heads:
+                self.cache_for(head, self.transformer_for(candidate))
         return self.cache_seconds
 
+    def embedder_for(self, model: SentenceTransformer) -> CachedHeadEmbedder | LiveEmbedder:
+        """How ``model`` (from :meth:`build_model`) embeds training and dev texts: its head on the shared feature
+        cache, or live through its adapted base."""
+        if self.adapts_base:
+            return LiveEmbedder(model)
+        return CachedHeadEmbedder(model, self.cache_for(model[1], model[0]))
+
+    @property
+    def adapts_base(self) -> bool:
+        """Whether candidates train LoRA adapters of the base (the space's ``lora_rank``) instead of a head alone."""
+        return self.space.lora_rank is not None
+
     def build_model(self, candidate: Candidate) -> SentenceTransformer:
-        """A ready SentenceTransformer [frozen base, candidate's head, Normalize]; the base is shared."""
-        modules = [self.transformer_for(candidate), self.build_head(candidate), Normalize()]
-        return SentenceTransformer(modules=modules, device=self.device)
+        """A ready SentenceTransformer [base, candidate's head, Normalize]. The frozen base is shared; a space with
+        ``lora_rank`` gives each model a base of its own with fresh LoRA adapters (seeded by the candidate)."""
+        head = self.build_head(candidate)
+        if not self.adapts_base:
+            return SentenceTransformer(modules=[self.transformer_for(candidate), head, Normalize()], device=self.device)
+        from st_pooling.training.trainer import TrainConfig, add_lora
+
+        needs = pooling_class(candidate.pooling).base_needs_for(self.head_options(candidate))
+        transformer = build_transformer(self.space.base, needs, max_seq_length=self.space.max_seq_length)
+        model = SentenceTransformer(modules=[transformer, head, Normalize()], device=self.device)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(candidate.seed)
+            add_lora(model, TrainConfig(mode="lora", lora_r=self.space.lora_rank, show_progress_bar=False))
+        return model
 
     def cache_for(self, head: PoolingModule, transformer: Transformer) -> FeatureCache:
         """The feature cache ``head`` reads: built once per kind and shared; MLTP layer subsets are slices of one
@@ -162,8 +186,8 @@ class CandidateRun:
     def __init__(self, trainer: SearchTrainer, candidate: Candidate) -> None:
         self.trainer, self.candidate, self.space = trainer, candidate, trainer.space
         self.model = trainer.build_model(candidate)
-        self.training = HeadTraining(self.model, trainer.cache_for(self.model[1], self.model[0]),
-                                     learning_rate=candidate.learning_rate, total_steps=self.space.steps,
+        self.training = HeadTraining(trainer.embedder_for(self.model), learning_rate=candidate.learning_rate,
+                                     base_learning_rate=self.space.lora_learning_rate, total_steps=self.space.steps,
                                      name=f"{candidate.id} {candidate.label}")
         self.loss = make_loss(self.space.loss, self.model, trainer.train_data)
         self.batches = BatchStream(trainer.train_data, self.space.batch_size, candidate.seed)
@@ -178,7 +202,7 @@ class CandidateRun:
         return self.training.head
 
     @property
-    def embedder(self) -> CachedHeadEmbedder:
+    def embedder(self) -> CachedHeadEmbedder | LiveEmbedder:
         return self.training.embedder
 
     @property
@@ -252,17 +276,17 @@ class CandidateRun:
         torch.save(payload, buffer)
         return buffer.getvalue()
 
-    def head_bytes(self) -> bytes:
-        """The head's weights as safetensors bytes."""
+    def weights_bytes(self) -> bytes:
+        """What training changed (the head, and the base's adapters if any) as safetensors bytes."""
         from safetensors.torch import save
 
-        return save({name: tensor.detach().cpu().contiguous() for name, tensor in self.head.state_dict().items()})
+        return save({name: tensor.cpu().contiguous() for name, tensor in self.training.trained_weights().items()})
 
-    def load_head(self, data: bytes) -> None:
-        """Set the head's weights from :meth:`head_bytes` of the same candidate's run."""
+    def load_weights(self, data: bytes) -> None:
+        """Set what training changes from :meth:`weights_bytes` of the same candidate's run."""
         from safetensors.torch import load
 
-        self.head.load_state_dict(load(data))
+        self.training.load_trained_weights(load(data))
 
     def load_checkpoint(self, path: str | Path | IO[bytes]) -> None:
         # weights_only: tensors, numbers, strings and containers only; a planted pickle is refused, never executed

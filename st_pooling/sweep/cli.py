@@ -42,6 +42,11 @@ def add_sweep_command(subparsers: argparse._SubParsersAction) -> None:
                        help="start every head from its own initialisation (random latents, GeM at p=3, ...) instead "
                             "of as exactly the base's own pooling (the default; the space's native_start; a "
                             "candidate option native=NAME chooses another parameter-free pooling)")
+    space.add_argument("--lora-rank", type=int, default=None, metavar="R",
+                       help="also train LoRA adapters of rank R on the base beside each head (the space's lora_rank; "
+                            "every step runs the base: for a GPU)")
+    space.add_argument("--lora-lr", dest="lora_learning_rate", type=float, default=None,
+                       help="the adapters' learning rate (the space's lora_learning_rate, default 1e-4)")
     how = parser.add_argument_group("strategy")
     how.add_argument("--strategy", choices=["predictive", "halving", "all"], default="predictive")
     how.add_argument("--threshold", type=float, default=None,
@@ -75,7 +80,8 @@ def build_space(args: argparse.Namespace):
 
     overrides = {key: getattr(args, key) for key in ("base", "train", "dev", "max_train", "max_dev", "steps",
                                                      "eval_every", "batch_size", "max_seq_length", "loss", "seed",
-                                                     "data_dir", "native_start")}
+                                                     "data_dir", "native_start", "lora_rank",
+                                                     "lora_learning_rate")}
     if args.space:
         if args.poolings or args.lrs:
             raise SearchSpaceError("give the candidates either in --space or with --poolings/--lrs, not both")

@@ -18,6 +18,8 @@ given as a list of choices, each itself a list: ``layers: [[1, 2, 3, 4, 5, 6], [
     steps: 120             # optimizer steps of a full run
     eval_every: 10         # one learning-curve point (dev score) every this many steps
     native_start: true     # heads start as exactly the base's own pooling (default; a candidate may set native)
+    lora_rank: null        # e.g. 16: train LoRA adapters of the base beside each head (live forward passes: a GPU)
+    lora_learning_rate: 0.0001   # the adapters' learning rate (a candidate's lr is its head's)
     candidates:
       - {pooling: weighted_sum, lr: [0.001, 0.01]}
       - {pooling: latent_attention, num_latents: [4, 16], lr: [0.0003, 0.001]}
@@ -40,7 +42,10 @@ from st_pooling.modules.registry import pooling_class
 
 TRAINING_KEYS = ("lr", "seed")
 SPACE_KEYS = ("base", "max_seq_length", "train", "dev", "max_train", "max_dev", "loss", "batch_size", "steps",
-              "eval_every", "seed", "candidates", "data_dir", "native_start")
+              "eval_every", "seed", "candidates", "data_dir", "native_start", "lora_rank", "lora_learning_rate")
+OPTIONAL_KEYS = {"native_start": False, "lora_rank": None, "lora_learning_rate": 1e-4}
+"""Settings added after the first searches were saved, with the value that reproduces those searches: a setting at
+that value is left out of the fingerprint, so a search saved before it existed still resumes."""
 
 
 class SearchSpaceError(ValueError):
@@ -104,7 +109,17 @@ class SearchSpace:
     as the parameter-free pooling it names (e.g. ``weighted_mean``), or from its own initial values (false); a
     candidate option ``native`` (a pooling name, or null) overrides it for that candidate."""
 
+    lora_rank: int | None = None
+    """Train LoRA adapters of this rank on every linear layer of the base beside each head (``None``: the base stays
+    frozen and its features are cached). Every step then runs the base forward and backward: meant for a GPU."""
+    lora_learning_rate: float = 1e-4
+    """The adapters' learning rate (``train --mode lora``'s default); a candidate's ``lr`` is its head's."""
+
     def __post_init__(self) -> None:
+        if self.lora_rank is not None:
+            _check_positive_int("lora_rank", self.lora_rank)
+        if not (isinstance(self.lora_learning_rate, (int, float)) and 0 < self.lora_learning_rate < 1):
+            raise SearchSpaceError(f"lora_learning_rate must be a number in (0, 1), got {self.lora_learning_rate!r}")
         if not isinstance(self.native_start, (bool, str)):
             raise SearchSpaceError(f"native_start must be true, false or a pooling name, got {self.native_start!r}")
         if isinstance(self.native_start, str):
@@ -143,10 +158,8 @@ class SearchSpace:
 
     def fingerprint(self) -> str:
         """A short hash of what decides the learning curves (not where the data lie)."""
-        payload = {key: value for key, value in asdict(self).items()
-                   if key not in ("data_dir", "candidates", "native_start")}
-        if self.native_start:  # absent when off: a search saved before native starts existed resumes with it off
-            payload["native_start"] = self.native_start
+        payload = {key: value for key, value in asdict(self).items() if key not in ("data_dir", "candidates")
+                   and not (key in OPTIONAL_KEYS and OPTIONAL_KEYS[key] == value)}
         payload["candidates"] = [candidate.to_dict() for candidate in self.candidates]
         text = json.dumps(payload, sort_keys=True, default=str)
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]

@@ -347,7 +347,7 @@ class SearchSession:
                     self.state.best_id = candidate.id
                     if ranks.is_main:
                         run = self.trainer.start(candidate)
-                        run.load_head(head)
+                        run.load_weights(head)
                         run.steps, run.scores = list(record.steps), list(record.scores)
                         run.save_model(self.best_model_dir)
             if ranks.is_main:
@@ -419,7 +419,7 @@ class SearchSession:
         record = self.state.record(candidate)
         record.status = "finished"
         if self._round is not None:  # the best is chosen when the ranks exchange the round
-            self._round.head = run.head_bytes()
+            self._round.head = run.weights_bytes()
         else:
             best = self.state.best
             if best is None or (record.final or 0.0) > (best.final or 0.0):

@@ -103,6 +103,16 @@ class CachedHeadEmbedder:
             features = module(features)
         return features["sentence_embedding"]
 
+    def head_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.head.parameters() if p.requires_grad]
+
+    def base_parameters(self) -> list[nn.Parameter]:
+        """None: the base's output is cached, a step cannot change it."""
+        return []
+
+    def train(self) -> None:
+        self.head.train()
+
     @torch.no_grad()
     def encode(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
         was_training = self.head.training
@@ -112,6 +122,44 @@ class CachedHeadEmbedder:
         finally:
             self.head.train(was_training)
         return np.concatenate(parts) if parts else np.empty((0, self.head.get_embedding_dimension()), np.float32)
+
+
+class LiveEmbedder:
+    """Embeds texts with the whole ``model``, the base's forward pass included, with gradients when they are enabled:
+    the embedder of a training step that adapts the base as well as the head (LoRA adapters in ``search`` and
+    ``tune``). One process; the same interface as :class:`CachedHeadEmbedder`."""
+
+    def __init__(self, model: SentenceTransformer) -> None:
+        self.model = model
+        self.head = cast(PoolingModule, model[pooling_position(model)])
+        self.device = model.device
+
+    def __call__(self, texts: Sequence[str]) -> Tensor:
+        features = self.model.preprocess(list(texts))
+        features = {k: v.to(self.device) if isinstance(v, Tensor) else v for k, v in features.items()}
+        return self.model(features)["sentence_embedding"]  # (batch, dim)
+
+    def head_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.head.parameters() if p.requires_grad]
+
+    def base_parameters(self) -> list[nn.Parameter]:
+        """The base's parameters that require a gradient (its LoRA adapters)."""
+        return [p for module in list(self.model)[:pooling_position(self.model)] for p in module.parameters()
+                if p.requires_grad]
+
+    def train(self) -> None:
+        self.model.train()
+
+    def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """Embeddings in eval mode, without gradients (sentence-transformers' own ``encode``)."""
+        if not len(texts):
+            return np.empty((0, self.head.get_embedding_dimension()), np.float32)
+        was_training = self.model.training
+        try:
+            return self.model.encode(list(texts), batch_size=batch_size, convert_to_numpy=True,
+                                     show_progress_bar=False).astype(np.float32)
+        finally:
+            self.model.train(was_training)
 
 
 def _columns(data: TrainingData) -> list[list[str]]:
@@ -156,9 +204,10 @@ def dev_score(embedder: CachedHeadEmbedder, loss: nn.Module, dev: TrainingData, 
     return -float(np.mean(losses)), "neg_loss"
 
 
-def head_optimizer(parameters: Sequence[nn.Parameter], learning_rate: float,
+def head_optimizer(parameters: Sequence[nn.Parameter] | Sequence[dict[str, Any]], learning_rate: float,
                    weight_decay: float = 0.0) -> torch.optim.AdamW:
-    """Fused AdamW: the HF Trainer's default optimizer (adamw_torch_fused), and the fastest AdamW step."""
+    """Fused AdamW: the HF Trainer's default optimizer (adamw_torch_fused), and the fastest AdamW step. ``parameters``:
+    tensors, or torch's parameter groups (each with its own ``lr``)."""
     return torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=weight_decay, fused=True)
 
 
@@ -188,7 +237,9 @@ def linear_schedule(optimizer: torch.optim.Optimizer, total_steps: int,
 
 
 class HeadTraining:
-    """A pooling head in training on cached features, one optimizer step at a time: the one head-training loop.
+    """A pooling head in training, one optimizer step at a time: the one head-training loop. On cached features
+    (:class:`CachedHeadEmbedder`) it trains the head alone; live (:class:`LiveEmbedder`) it also trains whatever the
+    base has that requires a gradient (LoRA adapters).
 
     ``train --fast-path`` (:func:`train_head_on_cache`, epochs), ``search`` (a candidate's run, paused and resumed
     between evaluation points) and ``tune`` (a source of the mixture per step) all step through it, so they share
@@ -200,15 +251,21 @@ class HeadTraining:
     ``torch.load(..., weights_only=True)``).
     """
 
-    def __init__(self, model: SentenceTransformer, cache: FeatureCache, *, learning_rate: float, total_steps: int,
+    def __init__(self, embedder: CachedHeadEmbedder | LiveEmbedder, *, learning_rate: float, total_steps: int,
                  warmup_steps: int = 0, weight_decay: float = 0.0, max_grad_norm: float | None = 1.0,
-                 ranks: Ranks | None = None, name: str = "the head") -> None:
+                 ranks: Ranks | None = None, name: str = "the head", base_learning_rate: float | None = None) -> None:
+        """``learning_rate``: the head's; ``base_learning_rate``: the base's trainable parameters' (live only;
+        default: the head's)."""
+        self.embedder = embedder
         self.ranks = ranks or Ranks()
-        self.embedder = CachedHeadEmbedder(model, cache, self.ranks)
-        self.parameters = [p for p in self.head.parameters() if p.requires_grad]
-        if not self.parameters:
+        head, base = embedder.head_parameters(), embedder.base_parameters()
+        if not head:
             raise ValueError(f"{type(self.head).__name__} has no trainable parameters: there is nothing to train")
-        self.optimizer = head_optimizer(self.parameters, learning_rate, weight_decay)
+        self.parameters = head + base
+        groups = [{"params": head, "lr": learning_rate}]
+        if base:
+            groups.append({"params": base, "lr": base_learning_rate or learning_rate})
+        self.optimizer = head_optimizer(groups, learning_rate, weight_decay)
         self.scheduler = linear_schedule(self.optimizer, total_steps, warmup_steps)
         self.max_grad_norm, self.name = max_grad_norm, name
         self.step = 0
@@ -217,10 +274,23 @@ class HeadTraining:
     def head(self) -> PoolingModule:
         return self.embedder.head
 
+    def trained_weights(self) -> dict[str, Tensor]:
+        """A copy of what training changes: the head's state and, when the base is adapted, its trainable tensors
+        (``base.<name>``). :meth:`load_trained_weights` puts it back, in this run or in a model built the same way."""
+        weights = {f"head.{k}": v.detach().clone() for k, v in self.head.state_dict().items()}
+        if isinstance(self.embedder, LiveEmbedder):
+            base = self.embedder.model[0]
+            weights.update({f"base.{k}": v.detach().clone() for k, v in base.named_parameters() if v.requires_grad})
+        return weights
+
+    def load_trained_weights(self, weights: Mapping[str, Tensor]) -> None:
+        load_trained_weights(self.embedder.model if isinstance(self.embedder, LiveEmbedder) else None, self.head,
+                             weights)
+
     def train_step(self, loss: nn.Module, data: TrainingData, rows: Sequence[int], what: str = "loss") -> float:
         """One optimizer step on the batch ``rows`` of ``data`` with ``loss``; returns the batch's loss. A loss that is
         not finite stops training with an error that says what to change, before it reaches the weights."""
-        self.head.train()
+        self.embedder.train()
         value = batch_loss(loss, self.embedder, data, rows)
         if not math.isfinite(value.item()):
             raise FloatingPointError(f"{self.name}: the {what} became {value.item()} at step {self.step + 1}; "
@@ -230,14 +300,35 @@ class HeadTraining:
         return value.item()
 
     def state_dict(self) -> dict[str, Any]:
-        return {"step": self.step, "head": self.head.state_dict(), "optimizer": self.optimizer.state_dict(),
+        return {"step": self.step, "weights": self.trained_weights(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.head.load_state_dict(state["head"])
+        # a checkpoint written before December 2026 holds the head's state alone, under "head"
+        weights = state["weights"] if "weights" in state else {f"head.{k}": v for k, v in state["head"].items()}
+        self.load_trained_weights(weights)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.step = int(state["step"])
+
+
+def load_trained_weights(model: SentenceTransformer | None, head: PoolingModule,
+                         weights: Mapping[str, Tensor]) -> None:
+    """Put :meth:`HeadTraining.trained_weights` into ``head`` and, for ``base.*`` entries, into ``model[0]``'s
+    parameters of those names (a model with the same adapters); every name must be known."""
+    head.load_state_dict({k[len("head."):]: v for k, v in weights.items() if k.startswith("head.")})
+    base_weights = {k[len("base."):]: v for k, v in weights.items() if k.startswith("base.")}
+    if not base_weights:
+        return
+    if model is None:
+        raise ValueError("these weights adapt the base (LoRA): load them into a model with the same adapters")
+    parameters = dict(model[0].named_parameters())
+    unknown = sorted(set(base_weights) - set(parameters))
+    if unknown:
+        raise ValueError(f"the model has no parameters {unknown[:3]}: it was not built with the same adapters")
+    with torch.no_grad():
+        for name, value in base_weights.items():
+            parameters[name].copy_(value)
 
 
 def train_head_on_cache(model: SentenceTransformer, cache: FeatureCache, train: TrainingData, loss: nn.Module, *,
@@ -259,7 +350,8 @@ def train_head_on_cache(model: SentenceTransformer, cache: FeatureCache, train: 
     torch.manual_seed(seed)
     steps_per_epoch = len(epoch_batches(train, batch_size, seed, 0))
     total_steps = int(min(steps_per_epoch * epochs, max_steps or math.inf))
-    training = HeadTraining(model, cache, learning_rate=learning_rate, total_steps=total_steps,
+    training = HeadTraining(CachedHeadEmbedder(model, cache, ranks), learning_rate=learning_rate,
+                            total_steps=total_steps,
                             warmup_steps=int(warmup_ratio * total_steps), weight_decay=weight_decay,
                             max_grad_norm=max_grad_norm, ranks=ranks)
     head, embedder = training.head, training.embedder
@@ -294,5 +386,5 @@ def train_head_on_cache(model: SentenceTransformer, cache: FeatureCache, train: 
     return result
 
 
-__all__ = ["CachedHeadEmbedder", "EpochRecord", "FastPathResult", "HeadTraining", "PairData", "batch_loss",
-           "cosine_spearman", "train_head_on_cache"]
+__all__ = ["CachedHeadEmbedder", "EpochRecord", "FastPathResult", "HeadTraining", "LiveEmbedder", "PairData",
+           "batch_loss", "cosine_spearman", "load_trained_weights", "train_head_on_cache"]

@@ -38,6 +38,11 @@ def add_tune_command(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--native", default=None, metavar="POOLING",
                         help="the parameter-free pooling every head starts as and is judged against (default: the "
                              "base's own: mean for MiniLM and for a plain transformers model)")
+    parser.add_argument("--lora-rank", type=int, default=None, metavar="R",
+                        help="also train LoRA adapters of rank R on the base's linear layers, per candidate (every "
+                             "step runs the base: for a GPU; default: head only, on cached features)")
+    parser.add_argument("--lora-lr", type=float, default=None,
+                        help="the adapters' learning rate with --lora-rank (default 1e-4; --lrs are the heads')")
     parser.add_argument("--heads", nargs="+", default=list(DEFAULT_HEADS), metavar="SPEC",
                         help=f"learnable pooling specs to search (default: {' '.join(DEFAULT_HEADS)})")
     parser.add_argument("--lrs", nargs="+", type=float, default=list(DEFAULT_LRS),
@@ -79,6 +84,7 @@ def run_tune_command(args: argparse.Namespace) -> int:
                       weights=dict(args.weights) if args.weights else None,
                       strategy=args.strategy, seed=args.seed, data_dir=args.data_dir, n_resamples=args.n_resamples,
                       evaluate=not args.no_test, overwrite=args.overwrite, device=args.device, native=args.native,
+                      lora_rank=args.lora_rank, lora_learning_rate=args.lora_lr,
                       command="st-pooling " + shlex.join(getattr(args, "argv", []) or []))
     print(result.report.read_text(encoding="utf-8"))
     if result.kept == "native":

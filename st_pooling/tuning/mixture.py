@@ -15,7 +15,6 @@ kept (its head weights), whichever candidate it belongs to and wherever on its c
 
 from __future__ import annotations
 
-import copy
 import math
 import random
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ from st_pooling.models import pooling_for
 from st_pooling.sweep.candidates import CandidateRun, SearchTrainer
 from st_pooling.sweep.space import Candidate, SearchSpace
 from st_pooling.training.batches import BatchStream
-from st_pooling.training.fast_path import CachedHeadEmbedder
+from st_pooling.training.fast_path import load_trained_weights
 from st_pooling.training.losses import make_loss
 from st_pooling.tuning.data import DevSuite, Mixture, overall
 
@@ -87,7 +86,7 @@ class MixtureTrainer(SearchTrainer):
     def native_dev_scores(self) -> dict[str, ItemScores]:
         if self.native_scores is None:
             model = self.native_model()
-            embedder = CachedHeadEmbedder(model, self.cache_for(model[1], model[0]))
+            embedder = self.embedder_for(model)
             self.native_scores = self.dev.item_scores(lambda texts: embedder.encode(texts))
         return self.native_scores
 
@@ -102,7 +101,7 @@ class MixtureTrainer(SearchTrainer):
             verdict.versus_native = {t: paired_bootstrap(scores[t], native[t], n_resamples=self.n_resamples,
                                                          seed=self.space.seed) for t in scores}
             if not verdict.worse_types:
-                self.best, self.best_state = verdict, copy.deepcopy(run.head.state_dict())
+                self.best, self.best_state = verdict, run.training.trained_weights()
         self.verdicts.append(verdict)
         return verdict
 
@@ -112,7 +111,7 @@ class MixtureTrainer(SearchTrainer):
             return None
         candidate = next(c for c in self.space.candidates if c.id == self.best.candidate)
         model = self.build_model(candidate)
-        model[1].load_state_dict(self.best_state)
+        load_trained_weights(model, model[1], self.best_state)
         return model.eval()
 
 

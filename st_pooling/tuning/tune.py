@@ -23,10 +23,11 @@ from typing import Any
 import numpy as np
 
 from st_pooling.atomic import owned_output
-from st_pooling.evaluation.compare import Comparison, score_tasks
-from st_pooling.evaluation.shared_forward import SharedForwardEmbedder
+from st_pooling.evaluation.compare import Comparison, score_tasks, shared_forward_groups
+from st_pooling.evaluation.shared_forward import ModelEntry, SharedForwardEmbedder
 from st_pooling.evaluation.stats import BootstrapResult, corrected, paired_bootstrap, wilcoxon_by_task_type
-from st_pooling.models import is_decoder_model, native_pooling_of, pooling_for, resolve_base
+from st_pooling.models import is_decoder_model, native_pooling_of, resolve_base
+from st_pooling.modules.spec import PoolingSpec
 from st_pooling.modules.base import check_native
 from st_pooling.publish.card import write_model_card
 from st_pooling.sweep.space import space_from_options
@@ -63,14 +64,20 @@ def _verdict(result: BootstrapResult | None) -> str:
 def evaluate_on_tests(model, base: str, native: str, label: str, tasks, output: Path, *, batch_size: int = 32,
                       n_resamples: int = 1000, seed: int = 0, device: str | None = None,
                       show_progress_bar: bool = False) -> Comparison:
-    """The tuned model's head against the native pooling on ``tasks``, with one shared forward pass of its base: mteb
-    scores, per-item paired bootstrap (compare's machinery), Holm across the tasks."""
-    transformer, head = model[0], model[1]
-    poolings = {native: pooling_for(transformer, native), label: head}
-    embedder = SharedForwardEmbedder(transformer, poolings, batch_size=batch_size,
-                                     show_progress_bar=show_progress_bar, device=device)
-    comparison, items = score_tasks(embedder, base, tasks, output, reference=native, batch_size=batch_size,
-                                    show_progress_bar=show_progress_bar)
+    """The tuned model against the native pooling of ``base`` on ``tasks``: mteb scores, per-item paired bootstrap
+    (compare's machinery), Holm across the tasks. A head on the frozen base shares the native pooling's forward pass;
+    a model whose base was adapted (LoRA) gets its own, and the native pooling runs on the base as it was."""
+    groups = shared_forward_groups(base, [PoolingSpec.parse(native), ModelEntry(label, model)],
+                                   max_seq_length=model[0].max_seq_length)
+    embedders = [SharedForwardEmbedder(transformer, poolings, batch_size=batch_size,
+                                       show_progress_bar=show_progress_bar, device=device)
+                 for transformer, poolings in groups]
+    try:
+        comparison, items = score_tasks(embedders, base, tasks, output, reference=native, batch_size=batch_size,
+                                        show_progress_bar=show_progress_bar)
+    finally:
+        for embedder in embedders:
+            embedder.close()
     raw: dict[str, BootstrapResult] = {
         name: paired_bootstrap(per_item[label], per_item[native], n_resamples=n_resamples, seed=seed)
         for name, per_item in items.items() if per_item[native] is not None and per_item[label] is not None}
@@ -89,10 +96,13 @@ def run_tune(model: str = "minilm", output: str | Path = "runs/tune", *, heads: 
              ir_distractors: int | None = DEFAULT_IR_DISTRACTORS, data_dir: str | None = None,
              n_resamples: int = 1000, evaluate: bool = True, overwrite: bool = False,
              device: str | None = None, cache_dtype: str | None = None, command: str | None = None,
-             native: str | None = None, show_progress_bar: bool = False, log=print) -> TuneResult:
+             native: str | None = None, lora_rank: int | None = None, lora_learning_rate: float | None = None,
+             show_progress_bar: bool = False, log=print) -> TuneResult:
     """Run tune (see the module docstring); returns what was kept and the test statistics. ``native``: the
     parameter-free pooling every head starts as and is judged against (default: the base's own,
-    :func:`~st_pooling.models.native_pooling_of`)."""
+    :func:`~st_pooling.models.native_pooling_of`). ``lora_rank``: every candidate also trains LoRA adapters of the
+    base (rank ``lora_rank``, learning rate ``lora_learning_rate``, default 1e-4), live: no feature cache, the base
+    runs forward and backward at every step (a GPU's job; on a CPU only tiny settings finish)."""
     started = time.perf_counter()
     native = native or native_pooling_of(model)
     try:
@@ -103,7 +113,8 @@ def run_tune(model: str = "minilm", output: str | Path = "runs/tune", *, heads: 
     space = space_from_options(list(heads), list(lrs), base=model, max_seq_length=max_seq_length,
                                train="tune-mixture", dev="tune-dev", loss="cosent", batch_size=batch_size,
                                steps=steps, eval_every=eval_every, seed=seed, max_train=max_train,
-                               max_dev=max_dev, native_start=native)
+                               max_dev=max_dev, native_start=native, lora_rank=lora_rank,
+                               lora_learning_rate=lora_learning_rate)
     with owned_output(output, "tune", overwrite=overwrite) as output:
         log(f"tune: reading the splits and building the mixture ({model}, native pooling {native})")
         splits = load_splits(data_dir, seed=seed, sources=list(weights or DEFAULT_WEIGHTS))
@@ -123,8 +134,12 @@ def run_tune(model: str = "minilm", output: str | Path = "runs/tune", *, heads: 
         shutil.rmtree(output / "search", ignore_errors=True)
         session = SearchSession(space, trainer, output / "search", strategy, settings_for(strategy),
                                 on_event=progress)
-        log(f"tune: caching features of {len(trainer.texts)} texts, then searching {len(space.candidates)} "
-            f"candidates x {steps} steps ({strategy})")
+        if lora_rank is None:
+            log(f"tune: caching features of {len(trainer.texts)} texts, then searching {len(space.candidates)} "
+                f"candidates x {steps} steps ({strategy})")
+        else:
+            log(f"tune: searching {len(space.candidates)} candidates x {steps} steps ({strategy}), each with LoRA "
+                f"adapters of rank {lora_rank} on the base (live forward passes, no feature cache)")
         session.run()
         shutil.rmtree(session.best_model_dir, ignore_errors=True)  # the search's pick ignores the rule: not kept
         native_dev = {t: s.full_score() for t, s in trainer.native_dev_scores().items()}
