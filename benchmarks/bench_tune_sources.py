@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from st_pooling.evaluation.stats import paired_bootstrap
+from st_pooling.modules.spec import PoolingSpec
 from st_pooling.sweep.space import Candidate, space_from_options
 from st_pooling.tuning.data import Mixture, build_dev_suite, build_mixture, load_splits, overall
 from st_pooling.tuning.defaults import DEFAULT_IR_DISTRACTORS, DEFAULT_MAX_DEV, DEFAULT_MAX_SEQ_LENGTH, DEFAULT_MAX_TRAIN
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"native {args.native}: " + "  ".join(f"{t} {s:.4f}" for t, s in rows[0]["per_type"].items())
           + f"  overall {rows[0]['overall']:.4f}  ({time.perf_counter() - started:.0f} s to cache and score)")
     for number, (head, lr, sources) in enumerate(CONFIGURATIONS):
-        candidate = Candidate(number, head, {"native": args.native}, lr)
+        candidate = Candidate(number, PoolingSpec(head, {"native": args.native}), lr)
         part = None if sources is None else Mixture([s for s in mixture.sources if s.name in sources])
         run = MixtureRun(trainer, candidate, part)
         label = "all" if sources is None else "+".join(sources)

@@ -357,6 +357,11 @@ def test_space_file_expands_grids(tmp_path):
     assert len(load_space(json_path).candidates) == 1
     assert space.fingerprint() != space.with_overrides(max_train=10).fingerprint()
     assert len(space_from_options(["gem", "latent_attention:num_latents=4"], [1e-3, 1e-2]).candidates) == 4
+    # settings added later enter the fingerprint only when set: a search saved before them still resumes
+    assert space.fingerprint() == space.with_overrides(lora_rank=None, lora_learning_rate=1e-4).fingerprint()
+    lora = space.with_overrides(lora_rank=8)
+    assert lora.fingerprint() not in {space.fingerprint(), lora.with_overrides(lora_learning_rate=3e-4).fingerprint()}
+    assert space.candidates[0].spec.pooling == space.candidates[0].pooling == "gem"  # the one PoolingSpec
 
 
 @pytest.mark.parametrize("text, message", [
@@ -371,6 +376,9 @@ def test_space_file_expands_grids(tmp_path):
     ("steps: 20\neval_every: 10\ncandidates:\n  - {pooling: gem, lr: 0.1}\n", "at least 3"),
     ("stpes: 20\ncandidates:\n  - {pooling: gem, lr: 0.1}\n", "unknown keys stpes"),
     ("- pooling: gem\n", "must hold a mapping"),
+    ("lora_rank: 0\ncandidates:\n  - {pooling: gem, lr: 0.1}\n", "lora_rank"),
+    ("lora_learning_rate: 2\ncandidates:\n  - {pooling: gem, lr: 0.1}\n", "lora_learning_rate must be a number"),
+    ("native_start: gem\ncandidates:\n  - {pooling: gem, lr: 0.1}\n", "native_start: native must be a parameter-free"),
 ])
 def test_bad_space_files_are_refused_clearly(tmp_path, text, message):
     path = tmp_path / "space.yaml"

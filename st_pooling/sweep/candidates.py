@@ -36,7 +36,7 @@ from st_pooling.sweep.state import write_bytes_atomically
 from st_pooling.training.batches import BatchStream
 from st_pooling.training.data import TrainingData, load_training_data
 from st_pooling.training.distributed import Ranks
-from st_pooling.training.fast_path import CachedHeadEmbedder, HeadTraining, LiveEmbedder, dev_score
+from st_pooling.training.fast_path import CachedHeadEmbedder, Embedder, HeadTraining, LiveEmbedder, dev_score
 from st_pooling.training.features import LAYER_STACK, FeatureCache, build_feature_cache, cache_kind
 from st_pooling.training.losses import make_loss
 
@@ -110,7 +110,7 @@ class SearchTrainer:
                 self.cache_for(head, self.transformer_for(candidate))
         return self.cache_seconds
 
-    def embedder_for(self, model: SentenceTransformer) -> CachedHeadEmbedder | LiveEmbedder:
+    def embedder_for(self, model: SentenceTransformer) -> Embedder:
         """How ``model`` (from :meth:`build_model`) embeds training and dev texts: its head on the shared feature
         cache, or live through its adapted base."""
         if self.adapts_base:
@@ -202,7 +202,7 @@ class CandidateRun:
         return self.training.head
 
     @property
-    def embedder(self) -> CachedHeadEmbedder | LiveEmbedder:
+    def embedder(self) -> Embedder:
         return self.training.embedder
 
     @property

@@ -39,6 +39,7 @@ from typing import Any
 
 from st_pooling.modules.base import check_native
 from st_pooling.modules.registry import pooling_class
+from st_pooling.modules.spec import PoolingSpec
 
 TRAINING_KEYS = ("lr", "seed")
 SPACE_KEYS = ("base", "max_seq_length", "train", "dev", "max_train", "max_dev", "loss", "batch_size", "steps",
@@ -54,13 +55,21 @@ class SearchSpaceError(ValueError):
 
 @dataclass(frozen=True)
 class Candidate:
-    """One configuration to train: a pooling with its options, a learning rate and a seed."""
+    """One configuration to train: a pooling (the package's one :class:`~st_pooling.modules.spec.PoolingSpec`),
+    a learning rate and a seed."""
 
     index: int
-    pooling: str
-    options: Mapping[str, Any]
+    spec: PoolingSpec
     learning_rate: float
     seed: int = 0
+
+    @property
+    def pooling(self) -> str:
+        return self.spec.pooling
+
+    @property
+    def options(self) -> Mapping[str, Any]:
+        return self.spec.options
 
     @property
     def id(self) -> str:
@@ -236,7 +245,7 @@ def expand_entry(entry: Mapping[str, Any], first_index: int, default_seed: int, 
         seed = chosen.pop("seed", default_seed)
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise SearchSpaceError(f"{where}: seed must be an integer, got {seed!r}")
-        candidates.append(Candidate(first_index + len(candidates), pooling, chosen, rate, seed))
+        candidates.append(Candidate(first_index + len(candidates), PoolingSpec(pooling, chosen), rate, seed))
     return candidates
 
 
@@ -287,8 +296,6 @@ def load_space(path: str | Path) -> SearchSpace:
 
 def space_from_options(poolings: Sequence[str], learning_rates: Sequence[float], **settings: Any) -> SearchSpace:
     """A grid of pooling specs (``gem``, ``latent_attention:num_latents=4``) times learning rates."""
-    from st_pooling.modules.spec import PoolingSpec
-
     if not poolings:
         raise SearchSpaceError("give at least one pooling (--poolings) or a search-space file (--space)")
     if not learning_rates:

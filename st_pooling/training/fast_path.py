@@ -162,6 +162,10 @@ class LiveEmbedder:
             self.model.train(was_training)
 
 
+Embedder = CachedHeadEmbedder | LiveEmbedder
+"""How a head-training step embeds its texts: the head on cached features, or the whole model live."""
+
+
 def _columns(data: TrainingData) -> list[list[str]]:
     return list(data.columns().values())
 
@@ -191,7 +195,7 @@ def cosine_spearman(emb1: np.ndarray, emb2: np.ndarray, scores: Sequence[float])
     return float(spearmanr((a * b).sum(axis=1), scores).statistic)
 
 
-def dev_score(embedder: CachedHeadEmbedder, loss: nn.Module, dev: TrainingData, batch_size: int,
+def dev_score(embedder: Embedder, loss: nn.Module, dev: TrainingData, batch_size: int,
               seed: int = 0) -> tuple[float, str]:
     """Scored dev pairs: cosine Spearman (higher is better). Other dev data: minus the mean dev loss over the batches
     the trainer's evaluation takes (its batch sampler at epoch 0, every batch), so both paths report the same value."""
@@ -251,7 +255,7 @@ class HeadTraining:
     ``torch.load(..., weights_only=True)``).
     """
 
-    def __init__(self, embedder: CachedHeadEmbedder | LiveEmbedder, *, learning_rate: float, total_steps: int,
+    def __init__(self, embedder: Embedder, *, learning_rate: float, total_steps: int,
                  warmup_steps: int = 0, weight_decay: float = 0.0, max_grad_norm: float | None = 1.0,
                  ranks: Ranks | None = None, name: str = "the head", base_learning_rate: float | None = None) -> None:
         """``learning_rate``: the head's; ``base_learning_rate``: the base's trainable parameters' (live only;

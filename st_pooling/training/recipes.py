@@ -11,23 +11,34 @@ trivial); LoRA r=16, alpha=32, dropout 0.1 on all linear layers, as in the paper
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sentence_transformers import SentenceTransformer
 
+from st_pooling.modules.spec import PoolingSpec
 from st_pooling.training.trainer import TrainConfig
 
 
 @dataclass(frozen=True)
 class Recipe:
+    """A named study design: a base, a pooling (the package's one :class:`~st_pooling.modules.spec.PoolingSpec`),
+    the decoder attention mode and the training mode."""
+
     name: str
     base: str
-    pooling: str
+    spec: PoolingSpec
     description: str
-    options: dict[str, Any] = field(default_factory=dict)
     attention_mode: str | None = None
     mode: str = "head"  # head | lora | full
+
+    @property
+    def pooling(self) -> str:
+        return self.spec.pooling
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.spec.options)
 
     def build(self, max_seq_length: int | None = None, **overrides: Any) -> SentenceTransformer:
         from st_pooling.models import build_model
@@ -47,30 +58,33 @@ class Recipe:
 
 
 STUDY_DESIGNS: dict[str, Recipe] = {recipe.name: recipe for recipe in (
-    Recipe("eos-causal", "smollm2", "last_token",
+    Recipe("eos-causal", "smollm2", PoolingSpec("last_token"),
            "design 1: the EOS (last) token of the causal decoder; no head, so only LoRA on the base can train it",
            attention_mode="causal", mode="lora"),
-    Recipe("lasttp-causal", "smollm2", "latent_attention",
+    Recipe("lasttp-causal", "smollm2", PoolingSpec("latent_attention"),
            "design 2: last-layer trainable pooling (latent cross-attention) over the causal decoder, base frozen",
            attention_mode="causal", mode="head"),
-    Recipe("mltp-causal", "smollm2", "mltp",
+    Recipe("mltp-causal", "smollm2", PoolingSpec("mltp", {"layer_summary": "last_token"}),
            "design 3: multi-layer trainable pooling over each layer's EOS state, causal decoder, base frozen",
-           options={"layer_summary": "last_token"}, attention_mode="causal", mode="head"),
-    Recipe("lasttp-bidirectional", "smollm2", "latent_attention",
+           attention_mode="causal", mode="head"),
+    Recipe("lasttp-bidirectional", "smollm2", PoolingSpec("latent_attention"),
            "design 4: last-layer trainable pooling, bidirectional attention; the base must adapt (LoRA)",
            attention_mode="bidirectional", mode="lora"),
-    Recipe("mltp-bidirectional", "smollm2", "mltp",
+    Recipe("mltp-bidirectional", "smollm2", PoolingSpec("mltp", {"layer_summary": "mean"}),
            "design 5: MLTP over each layer's masked mean, bidirectional attention; the base must adapt (LoRA)",
-           options={"layer_summary": "mean"}, attention_mode="bidirectional", mode="lora"),
+           attention_mode="bidirectional", mode="lora"),
 )}
 """The five designs of the pooling-and-attention study, on the packaged SmolLM2-135M."""
 
 ENCODER_SET: dict[str, Recipe] = {recipe.name: recipe for recipe in (
-    Recipe("minilm-mean", "minilm", "mean", "mean pooling (MiniLM's own), the reference; nothing to train"),
-    Recipe("minilm-weighted-sum", "minilm", "weighted_sum", "learned token scores, softmax-weighted sum (dim + 1)"),
-    Recipe("minilm-gem", "minilm", "gem", "GeM with one learnable exponent (signed powers)"),
-    Recipe("minilm-latent-attention", "minilm", "latent_attention", "last-layer latent cross-attention head"),
-    Recipe("minilm-mltp", "minilm", "mltp", "multi-layer trainable pooling over each layer's masked mean"),
+    Recipe("minilm-mean", "minilm", PoolingSpec("mean"),
+           "mean pooling (MiniLM's own), the reference; nothing to train"),
+    Recipe("minilm-weighted-sum", "minilm", PoolingSpec("weighted_sum"),
+           "learned token scores, softmax-weighted sum (dim + 1)"),
+    Recipe("minilm-gem", "minilm", PoolingSpec("gem"), "GeM with one learnable exponent (signed powers)"),
+    Recipe("minilm-latent-attention", "minilm", PoolingSpec("latent_attention"),
+           "last-layer latent cross-attention head"),
+    Recipe("minilm-mltp", "minilm", PoolingSpec("mltp"), "multi-layer trainable pooling over each layer's masked mean"),
 )}
 """The encoder set on the packaged MiniLM, all head-only (the base stays as published)."""
 

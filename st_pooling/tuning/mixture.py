@@ -26,6 +26,7 @@ from sentence_transformers.sentence_transformer.modules import Normalize
 from st_pooling.evaluation.item_scores import ItemScores
 from st_pooling.evaluation.stats import BootstrapResult, paired_bootstrap
 from st_pooling.models import pooling_for
+from st_pooling.modules.spec import PoolingSpec
 from st_pooling.sweep.candidates import CandidateRun, SearchTrainer
 from st_pooling.sweep.space import Candidate, SearchSpace
 from st_pooling.training.batches import BatchStream
@@ -78,7 +79,7 @@ class MixtureTrainer(SearchTrainer):
 
     def native_model(self) -> SentenceTransformer:
         """[frozen base, the native parameter-free pooling, Normalize] on the shared base."""
-        candidate = Candidate(-1, self.native, {}, 1.0)
+        candidate = Candidate(-1, PoolingSpec(self.native), 1.0)
         transformer = self.transformer_for(candidate)
         return SentenceTransformer(modules=[transformer, pooling_for(transformer, self.native), Normalize()],
                                    device=self.device)
