@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args)
     except (ValueError, FileNotFoundError, FileExistsError, KeyError, ImportError, IndexStoreError,
-            LockBusyError) as error:
+            LockBusyError, FloatingPointError) as error:  # FloatingPointError: a loss diverged (lower the rate)
         logging.getLogger("st_pooling.cli").info("details of the error below:", exc_info=error)  # shown with -v
         print(f"st-pooling {args.command}: error: {error}", file=sys.stderr)
         return 2

@@ -355,9 +355,9 @@ def train_head_on_cache(model: SentenceTransformer, cache: FeatureCache, train: 
     steps_per_epoch = len(epoch_batches(train, batch_size, seed, 0))
     total_steps = int(min(steps_per_epoch * epochs, max_steps or math.inf))
     training = HeadTraining(CachedHeadEmbedder(model, cache, ranks), learning_rate=learning_rate,
-                            total_steps=total_steps,
-                            warmup_steps=int(warmup_ratio * total_steps), weight_decay=weight_decay,
-                            max_grad_norm=max_grad_norm, ranks=ranks)
+                            total_steps=total_steps, warmup_steps=int(warmup_ratio * total_steps),
+                            weight_decay=weight_decay, max_grad_norm=max_grad_norm, ranks=ranks,
+                            name=f"fast-path training of {type(model[pooling_position(model)]).__name__}")
     head, embedder = training.head, training.embedder
     result = FastPathResult()
     best_state, since_best = None, 0
