@@ -156,6 +156,18 @@ def test_flat_search_equals_numpy_cosine(model, flat_index, cran_docs, cran_vect
                 assert query_hits[rank].text == cran_docs[top[rank]].text
 
 
+def test_auto_defaults_follow_the_size_classes_measured_on_real_vectors():
+    """docs/indexing.md, "Defaults by measurement": flat below 10k, HNSW efSearch 64 to 100k, 128 to 2M, then IVF."""
+    assert choose_index_spec(9_999, 384).kind == "flat"
+    for count in (10_000, 50_000, 99_999):
+        spec = choose_index_spec(count, 384)
+        assert (spec.kind, spec.params) == ("hnsw", {"M": 32, "ef_construction": 100, "ef_search": 64})
+    assert choose_index_spec(100_000, 384).params["ef_search"] == 128
+    assert choose_index_spec(1_999_999, 384).kind == "hnsw"
+    assert choose_index_spec(2_000_000, 384).params["nprobe"] == 32
+    assert choose_index_spec(50_000, 384, "hnsw", ef_search=200).params["ef_search"] == 200  # overrides still win
+
+
 @needs_cranfield
 def test_hnsw_default_recall_at_10_against_flat(tmp_path, model, flat_index, cran_docs, cran_vectors, cran_query_texts):
     report = build_index(model, cran_docs, tmp_path / "hnsw", index_type="hnsw", embeddings=cran_vectors,

@@ -186,7 +186,7 @@ def add_index_commands(subparsers: argparse._SubParsersAction) -> argparse.Argum
 
     def index_choice(parser: argparse.ArgumentParser, default: str) -> None:
         parser.add_argument("--type", default=default, choices=["auto", "flat", "hnsw", "ivf"],
-                            help="index type; auto: flat below 100k documents, hnsw below 2M, else ivf")
+                            help="index type; auto: flat below 10k documents, hnsw below 2M, else ivf (docs/indexing.md)")
         parser.add_argument("--pq", action="store_true", help="product quantisation (ivf only)")
         parser.add_argument("--param", action="append", default=[], metavar="NAME=INT", type=index_param,
                             help="M, ef_construction, ef_search (hnsw); nlist, nprobe, pq_m, refine (ivf)")
