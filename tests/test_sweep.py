@@ -360,6 +360,9 @@ def test_space_file_expands_grids(tmp_path):
     # settings added later enter the fingerprint only when set: a search saved before them still resumes
     assert space.fingerprint() == space.with_overrides(lora_rank=None, lora_learning_rate=1e-4).fingerprint()
     lora = space.with_overrides(lora_rank=8)
+    yaml_path = tmp_path / "lora.yaml"  # YAML 1.1 reads 1e-4 as a string; the space reads it as the number
+    yaml_path.write_text("lora_rank: 4\nlora_learning_rate: 1e-4\ncandidates:\n  - {pooling: gem, lr: 1e-3}\n")
+    assert load_space(yaml_path).lora_learning_rate == 1e-4
     assert lora.fingerprint() not in {space.fingerprint(), lora.with_overrides(lora_learning_rate=3e-4).fingerprint()}
     assert space.candidates[0].spec.pooling == space.candidates[0].pooling == "gem"  # the one PoolingSpec
 
@@ -377,7 +380,8 @@ def test_space_file_expands_grids(tmp_path):
     ("stpes: 20\ncandidates:\n  - {pooling: gem, lr: 0.1}\n", "unknown keys stpes"),
     ("- pooling: gem\n", "must hold a mapping"),
     ("lora_rank: 0\ncandidates:\n  - {pooling: gem, lr: 0.1}\n", "lora_rank"),
-    ("lora_learning_rate: 2\ncandidates:\n  - {pooling: gem, lr: 0.1}\n", "lora_learning_rate must be a number"),
+    ("lora_learning_rate: 2\ncandidates:\n  - {pooling: gem, lr: 0.1}\n", "lora_learning_rate: lr must lie in"),
+    ("lora_learning_rate: fast\ncandidates:\n  - {pooling: gem, lr: 0.1}\n", "lora_learning_rate: lr must be a number"),
     ("native_start: gem\ncandidates:\n  - {pooling: gem, lr: 0.1}\n", "native_start: native must be a parameter-free"),
 ])
 def test_bad_space_files_are_refused_clearly(tmp_path, text, message):

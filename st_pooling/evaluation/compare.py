@@ -125,8 +125,8 @@ def with_label_array(task: AbsTask) -> AbsTask:
     ``Column``; each metric converts it row by row. On PangLee (1,000 test texts, 10 experiments) that is ~2.5 s a
     configuration, most of what comparing six poolings cost beyond one. No public hook sets the labels' type, so this
     wraps the task copy's private ``_calculate_scores`` (AbsTaskClassification) to read the column once
-    (``column[:]``, one Arrow read): the same labels, the same scores (tests/test_compare.py checks them against a
-    plain ``mteb.evaluate``). Other tasks are returned as they are.
+    (``column[:]``, one Arrow read): the same labels, the same scores (tests/test_shared_forward.py checks them
+    against a plain ``mteb.evaluate``). Other tasks are returned as they are.
     """
     if isinstance(task, AbsTaskClassification) and hasattr(task, "_calculate_scores"):
         calculate = task._calculate_scores

@@ -127,8 +127,8 @@ class SearchSpace:
     def __post_init__(self) -> None:
         if self.lora_rank is not None:
             _check_positive_int("lora_rank", self.lora_rank)
-        if not (isinstance(self.lora_learning_rate, (int, float)) and 0 < self.lora_learning_rate < 1):
-            raise SearchSpaceError(f"lora_learning_rate must be a number in (0, 1), got {self.lora_learning_rate!r}")
+        # the candidates' lr check, which also reads YAML's `1e-4` (a string to YAML 1.1) as a number
+        object.__setattr__(self, "lora_learning_rate", _learning_rate(self.lora_learning_rate, "lora_learning_rate"))
         if not isinstance(self.native_start, (bool, str)):
             raise SearchSpaceError(f"native_start must be true, false or a pooling name, got {self.native_start!r}")
         if isinstance(self.native_start, str):
