@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import time
 
 import numpy as np
 import pytest
@@ -51,6 +50,18 @@ def test_sts_metric_is_scipy_spearman_on_full_set_and_on_resamples_with_repeats(
     np.testing.assert_allclose(scores.per_item["cosine"], cosines, rtol=1e-6)
     assert scores.full_score() == pytest.approx(spearmanr(cosines, gold).statistic, abs=1e-12)
     resamples = rng.integers(0, 80, size=(5, 80))
+    expected = [spearmanr(cosines[r], gold[r]).statistic for r in resamples]
+    np.testing.assert_allclose(scores.metric_batch(resamples), expected, atol=1e-12)
+
+
+def test_resampled_spearman_ranks_ties_on_both_sides_as_scipy():
+    """The resample metric ranks by draw counts over one sort (not a sort per resample): ties within the cosines,
+    within the gold scores, items drawn many times and items not drawn at all must all rank as scipy ranks them."""
+    rng = np.random.default_rng(7)
+    gold = rng.integers(0, 4, size=60).astype(float)
+    cosines = np.round(gold * 0.2 + rng.normal(size=60), 1)  # few distinct values: many ties
+    scores = sts_item_scores_from_cosines(cosines, gold)
+    resamples = np.vstack([rng.integers(0, 60, size=(20, 60)), rng.integers(0, 6, size=(2, 60))])  # 2: few items
     expected = [spearmanr(cosines[r], gold[r]).statistic for r in resamples]
     np.testing.assert_allclose(scores.metric_batch(resamples), expected, atol=1e-12)
 
@@ -285,16 +296,6 @@ def test_spearman_difference_interval_covers_the_population_difference():
         result = paired_bootstrap(a, b, n_resamples=300, seed=seed)
         covered += result.ci_low <= truth <= result.ci_high
     assert 0.87 <= covered / n_experiments <= 0.995  # nominal 0.95; binomial sd 0.02
-
-
-def test_thousand_resamples_over_thousand_sts_pairs_take_seconds_at_most():
-    rng = np.random.default_rng(0)
-    gold = rng.normal(size=1000).round(1)
-    a = sts_item_scores_from_cosines(gold + rng.normal(size=1000), gold)
-    b = sts_item_scores_from_cosines(gold + rng.normal(size=1000) * 1.1, gold)
-    start = time.perf_counter()
-    paired_bootstrap(a, b, n_resamples=1000)
-    assert time.perf_counter() - start < 5.0
 
 
 # ----------------------------------------------------------------------------- bootstrap: bad input

@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.special import xlogy
-from scipy.stats import rankdata
 
 _CONSTANT_TOLERANCE = 1e-12  # spreads below this are floating-point noise, not signal
 
@@ -168,24 +167,59 @@ def mean_item_scores(
 # ----------------------------------------------------------------------------- STS
 
 
-def spearman_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Spearman correlation of each row of ``x`` with the same row of ``y``.
+class ResampleRanks:
+    """Average ranks of one set of values within any resample of it, without sorting each resample.
 
-    Ties get average ranks (as ``scipy.stats.spearmanr``). A row in which ``x`` or ``y``
-    is constant has no defined correlation: that raises instead of returning NaN.
+    The values are sorted once. In a resample that draws item ``i`` ``c_i`` times, the average rank of a value
+    (ties averaged, as ``scipy.stats.rankdata``) is the number of drawn values below it plus half of (the number
+    of drawn values equal to it + 1): a cumulative sum of the draw counts over the sorted tie groups, linear in the
+    number of items rather than n log n per resample.
     """
-    rank_x = rankdata(x, axis=1)
-    rank_y = rankdata(y, axis=1)
-    rank_x -= rank_x.mean(axis=1, keepdims=True)
-    rank_y -= rank_y.mean(axis=1, keepdims=True)
-    denominator = np.sqrt((rank_x**2).sum(axis=1) * (rank_y**2).sum(axis=1))
+
+    def __init__(self, values: np.ndarray) -> None:
+        self.order = np.argsort(values, kind="stable")
+        sorted_values = values[self.order]
+        starts_group = np.r_[True, sorted_values[1:] != sorted_values[:-1]]
+        self.group_starts = np.flatnonzero(starts_group)
+        self.group = np.empty(values.size, dtype=np.int64)
+        self.group[self.order] = np.cumsum(starts_group) - 1
+
+    def of(self, counts: np.ndarray) -> np.ndarray:
+        """Each item's average rank in each resample, from draw counts of shape (resamples, items)."""
+        per_group = counts[:, self.order]
+        if self.group_starts.size < per_group.shape[1]:  # tied values: count each tie group once
+            per_group = np.add.reduceat(per_group, self.group_starts, axis=1)
+        group_rank = np.cumsum(per_group, axis=1) - per_group + (per_group + 1) / 2
+        return group_rank[:, self.group]
+
+
+def draw_counts(indices: np.ndarray, n_items: int) -> np.ndarray:
+    """How often each item is drawn in each row of ``indices`` (resamples, draws): shape (resamples, n_items)."""
+    n_rows = indices.shape[0]
+    codes = (np.arange(n_rows)[:, None] * n_items + indices).ravel()
+    return np.bincount(codes, minlength=n_rows * n_items).reshape(n_rows, n_items).astype(np.float64)
+
+
+def spearman_of_resamples(x_ranks: ResampleRanks, y_ranks: ResampleRanks, indices: np.ndarray) -> np.ndarray:
+    """Spearman correlation of ``x`` with ``y`` over each resample (row of item ``indices``).
+
+    Equal to ``scipy.stats.spearmanr(x[row], y[row])`` for every row (ties get average ranks): the Pearson
+    correlation of the two rank vectors, each item weighted by how often the resample drew it. A resample in
+    which ``x`` or ``y`` is constant has no defined correlation: that raises instead of returning NaN.
+    """
+    counts = draw_counts(indices, x_ranks.group.size)
+    middle = (indices.shape[1] + 1) / 2  # the mean rank of any n draws
+    rank_x = x_ranks.of(counts) - middle
+    rank_y = y_ranks.of(counts) - middle
+    denominator = np.sqrt(np.einsum("ri,ri,ri->r", counts, rank_x, rank_x)
+                          * np.einsum("ri,ri,ri->r", counts, rank_y, rank_y))
     if np.any(denominator == 0):
         raise ValueError(
             f"Spearman correlation is undefined on {int((denominator == 0).sum())} resample(s) "
             "where all cosines or all gold scores are equal; this happens with very few "
             "pairs or heavily tied gold scores: use more pairs"
         )
-    return (rank_x * rank_y).sum(axis=1) / denominator
+    return np.einsum("ri,ri,ri->r", counts, rank_x, rank_y) / denominator
 
 
 def sts_item_scores(
@@ -219,8 +253,10 @@ def sts_item_scores_from_cosines(
             "embedding?): Spearman correlation is undefined"
         )
 
+    cosine_ranks, gold_ranks = ResampleRanks(cosines), ResampleRanks(gold_scores)
+
     def spearman_over_resample(indices: np.ndarray) -> np.ndarray:
-        return spearman_rows(cosines[indices], gold_scores[indices])
+        return spearman_of_resamples(cosine_ranks, gold_ranks, indices)
 
     return ItemScores(
         task_type="STS",
