@@ -6,7 +6,7 @@ and the verdict. If tune kept the native pooling, it says so (there is then noth
 
     HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false .venv/bin/python benchmarks/bench_tune.py
     # SmolLM2, head-only on a CPU, against its best built-in pooling (weighted mean; docs/results.md, section 4):
-    ... benchmarks/bench_tune.py --results benchmarks/results/tune_smollm2.json -- --model smollm2 \\
+    ... benchmarks/bench_tune.py --results benchmarks/results/tune_smollm2.json -- --base smollm2 \\
         --native weighted_mean --max-train 200 --max-items 300
 
 Writes the results JSON (default benchmarks/results/tune.json) and the tune output folder (default runs/bench_tune).

@@ -43,7 +43,7 @@ CONFIGURATIONS = [  # (head, learning rate, sources; None: the whole mixture)
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="minilm")
+    parser.add_argument("--base", default="minilm")
     parser.add_argument("--native", default="mean")
     parser.add_argument("--points", type=int, nargs="+", default=[50, 100, 200, 300])
     parser.add_argument("--max-train", type=int, default=DEFAULT_MAX_TRAIN)
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     started = time.perf_counter()
     steps = max(args.points)
-    space = space_from_options(["latent_attention"], [1e-3], base=args.model, max_seq_length=DEFAULT_MAX_SEQ_LENGTH,
+    space = space_from_options(["latent_attention"], [1e-3], base=args.base, max_seq_length=DEFAULT_MAX_SEQ_LENGTH,
                                train="tune-mixture", dev="tune-dev", loss="cosent", batch_size=32, steps=steps,
                                eval_every=min(args.points), max_train=args.max_train, max_dev=DEFAULT_MAX_DEV)
     splits = load_splits(seed=0)
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
                               f"{'*' if row['significant'][t] else ''})" for t in scores)
             print(f"{head} lr={lr:g} sources={label} step {point}: {cells}  overall {row['overall']:.4f}", flush=True)
     payload = {"command": "python benchmarks/bench_tune_sources.py " + " ".join(argv or sys.argv[1:]),
-               "model": args.model, "native": args.native, "max_train": args.max_train, "rows": rows,
+               "model": args.base, "native": args.native, "max_train": args.max_train, "rows": rows,
                "seconds": round(time.perf_counter() - started, 1), "threads": torch.get_num_threads()}
     Path(args.results).write_text(json.dumps(payload, indent=2), encoding="utf-8")
     print(f"wrote {args.results}")

@@ -10,7 +10,7 @@ import sys
 import time
 
 from st_pooling.atomic import LockBusyError, owned_output
-from st_pooling.cli_args import add_progress_flag, positive_int
+from st_pooling.cli_args import add_base_flag, add_progress_flag, positive_int
 from st_pooling.index.cli import add_index_commands
 from st_pooling.index.errors import IndexStoreError
 from st_pooling.publish.cli import add_export_command, add_export_onnx_command
@@ -26,8 +26,7 @@ def add_compare_command(subparsers: argparse._SubParsersAction) -> None:
         "compare", help="compare poolings on one base model through MTEB, with significance statistics",
         description="Evaluate several poolings of one base model on MTEB tasks with one shared forward pass; "
                     "writes results.md (scores, bootstrap CIs, significance), results.csv and a PNG per task type.")
-    parser.add_argument("--model", default="minilm",
-                        help="base model: a folder, a Hub name, or a packaged short name (minilm, smollm2)")
+    add_base_flag(parser)
     parser.add_argument("--poolings", nargs="+", default=DEFAULT_POOLINGS, metavar="SPEC",
                         help="pooling specs, e.g. mean gem gem:initial_p=2 mltp:layer_summary=last_token, or folders "
                              "of saved models (e.g. a head from st-pooling train), evaluated as saved "
@@ -80,7 +79,7 @@ def run_compare(args: argparse.Namespace) -> int:
     tasks = get_tasks(args.tasks or EMBEDDED_DEFAULT_TASKS, data_dir=args.data_dir, max_items=args.max_items)
     with owned_output(args.output, "compare", overwrite=args.overwrite) as output:
         comparison = compare_poolings(
-            args.model, specs, tasks, output, reference=args.reference, batch_size=args.batch_size,
+            args.base, specs, tasks, output, reference=args.reference, batch_size=args.batch_size,
             max_seq_length=args.max_seq_length, attention_mode=args.attention_mode, n_resamples=args.n_resamples,
             seed=args.seed, correction=args.correction, show_progress_bar=not args.no_progress, device=args.device,
             devices=devices)

@@ -36,3 +36,26 @@ def fraction(text: str) -> float:
 def add_progress_flag(parser: argparse.ArgumentParser, help: str = "hide progress bars") -> None:
     """The one progress flag every command has: ``--no-progress`` (``--quiet`` is the same flag)."""
     parser.add_argument("--no-progress", "--quiet", dest="no_progress", action="store_true", help=help)
+
+
+BASE_HELP = "the transformer the pooling is put on: a folder, a Hub name, or a packaged short name (minilm, smollm2)"
+
+
+class _RenamedToBase(argparse.Action):
+    """``--model`` where ``--base`` is meant: the value is kept, with a note (``--model`` names a saved model)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        import sys
+
+        print(f"note: {parser.prog} takes the base model as --base; --model is kept as its old name and now means "
+              "a saved SentenceTransformer elsewhere (index, export)", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def add_base_flag(parser: argparse._ActionsContainer, default: str | None = "minilm", help: str = BASE_HELP) -> None:
+    """``--base``: the one name for "the transformer st-pooling puts poolings on" (compare, train, tune, sweep).
+    ``--model`` always names a saved SentenceTransformer loaded as it is (index, export); given to these commands it
+    is still read as ``--base`` (its old meaning there), with a note."""
+    parser.add_argument("--base", default=default, help=help)
+    parser.add_argument("--model", dest="base", action=_RenamedToBase, help=argparse.SUPPRESS)

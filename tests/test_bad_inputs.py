@@ -24,7 +24,7 @@ PAIRS = "".join(json.dumps({"anchor": f"q {i}", "positive": f"a {i}"}) + "\n" fo
 
 CASES = {
     # compare
-    "compare: a Hub name, offline": Case(["compare", "--model", "some-org/not-a-model", "--poolings", "mean",
+    "compare: a Hub name, offline": Case(["compare", "--base", "some-org/not-a-model", "--poolings", "mean",
                                            "--output", "{tmp}/out"], ["'some-org/not-a-model'", "minilm"]),
     "compare: unknown pooling": Case(["compare", "--poolings", "mean", "avg", "--output", "{tmp}/out"],
                                      ["unknown pooling 'avg'"]),
@@ -98,7 +98,7 @@ def test_bad_input_is_refused_naming_the_culprit_and_nothing_changes(name, tmp_p
 
 def test_unreachable_hub_name_is_one_line(tmp_path, capsys):
     """A Hub name with the Hub unreachable (HF_HUB_OFFLINE=1, set by conftest): one line naming the model and what to do."""
-    code = main(["compare", "--model", "some-org/not-a-model", "--poolings", "mean", "--output", str(tmp_path / "out"),
+    code = main(["compare", "--base", "some-org/not-a-model", "--poolings", "mean", "--output", str(tmp_path / "out"),
                  "--no-progress"])
     message = capsys.readouterr().err
     assert code == 2, message

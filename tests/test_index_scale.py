@@ -290,12 +290,29 @@ def test_cli_builds_a_decoder_base_with_its_pooling_not_the_default_wrapper(tmp_
 
     corpus = tmp_path / "c.jsonl"
     corpus.write_text("".join(json.dumps({"id": f"d{i}", "text": t}) + "\n" for i, t in enumerate(TEXTS)))
-    assert cli(["index", "build", "--model", "smollm2", "--corpus", str(corpus), "--index", str(tmp_path / "i"),
+    assert cli(["index", "build", "--base", "smollm2", "--corpus", str(corpus), "--index", str(tmp_path / "i"),
                 "--type", "flat", "--no-progress", "--device", "cpu"]) == 0
     index = SearchIndex.load(tmp_path / "i", None)
     assert index.metadata["model"]["modules"] == ["DecoderTransformer", "MeanPooling", "Normalize"]
     expected = build_model("smollm2", "mean", device="cpu").encode_document(TEXTS, normalize_embeddings=True)
     np.testing.assert_allclose(index.vectors(np.arange(5)), expected, atol=1e-5)
+
+
+def test_model_names_a_saved_sentence_transformer_and_base_a_transformers_model_to_pool(tmp_path, capsys):
+    """--model is a saved SentenceTransformer loaded as it is; a plain transformers model is refused there with the
+    flag to use instead, and --pooling is only for --base."""
+    from st_pooling.cli import main as cli
+
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("".join(json.dumps({"id": f"d{i}", "text": t}) + "\n" for i, t in enumerate(TEXTS)))
+    build = ["index", "build", "--corpus", str(corpus), "--index", str(tmp_path / "i"), "--no-progress"]
+    assert cli([*build, "--model", "smollm2"]) == 2
+    assert "--model smollm2 is not a saved SentenceTransformer (its folder has no modules.json)" in capsys.readouterr().err
+    assert cli([*build, "--model", "minilm", "--pooling", "max"]) == 2
+    assert "give a transformers model to pool as --base" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # argparse: one of the two, not both
+        cli([*build, "--model", "minilm", "--base", "minilm"])
+    assert "not allowed with argument" in capsys.readouterr().err
 
 
 # ---- the shared lock primitive ----------------------------------------------------------------------

@@ -256,5 +256,20 @@ def test_an_unloadable_base_model_is_explained(capsys):
 
     with pytest.raises(FileNotFoundError, match="packaged short name: minilm, smollm2"):
         build_model("/nonexistent/model", "mean")
-    assert main(["compare", "--model", "/nonexistent", "--output", "/tmp/unused", "--no-progress"]) == 2
+    assert main(["compare", "--base", "/nonexistent", "--output", "/tmp/unused", "--no-progress"]) == 2
     assert "cannot load the base model '/nonexistent'" in capsys.readouterr().err
+
+
+def test_the_base_flag_keeps_model_as_its_old_name_with_a_note(capsys):
+    """compare, train, tune and sweep take the base as --base; --model (which names a saved SentenceTransformer in
+    index and export) still works there, read as --base, and says so."""
+    from st_pooling.cli import build_parser
+
+    parser = build_parser()
+    for command in ("compare", "train", "tune", "sweep"):
+        required = ["--output", "out"] if command == "sweep" else []
+        args = parser.parse_args([command, "--model", "smollm2", *required])
+        assert args.base == "smollm2", command
+        assert "takes the base model as --base" in capsys.readouterr().err
+        assert parser.parse_args([command, "--base", "smollm2", *required]).base == "smollm2"
+        assert capsys.readouterr().err == ""

@@ -8,6 +8,7 @@ In the SMART format a record starts with ``.I <id>`` and holds fields that each 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,6 +95,28 @@ def _read_documents(file_path: Path) -> dict[str, str]:
     return documents
 
 
+def _judgements(path: Path, columns: tuple[str, ...], queries: Mapping[str, str], corpus: Mapping[str, str],
+                corpus_file: str, unknown_query: Callable[[str], str],
+                query_number: str) -> Iterator[tuple[int, str, str, list[str]]]:
+    """(line number, query id, document id, cells) of each row of a whitespace-separated relevance file whose
+    ``columns`` start with the query and the document; a row of another width, a number that is not one, an unknown
+    query (``unknown_query`` says why) or an unknown document is refused naming the file and line."""
+    for line_number, line in enumerate(split_lines(read_text(path, ("utf-8",))), start=1):
+        cells = line.split()
+        if not cells:
+            continue
+        if len(cells) != len(columns):
+            message = f"expected {len(columns)} columns ({', '.join(columns)}), found {len(cells)}"
+            raise DataFormatError(path, message, line_number)
+        query = str(parse_int(cells[0], path, line_number, f"the query {query_number}"))
+        doc = str(parse_int(cells[1], path, line_number, "the document id"))
+        if query not in queries:
+            raise DataFormatError(path, unknown_query(query), line_number)
+        if doc not in corpus:
+            raise DataFormatError(path, f"document {doc} is not in {corpus_file}", line_number)
+        yield line_number, query, doc, cells
+
+
 def load_cranfield(path: str | Path) -> RetrievalData:
     """Cranfield 1400: 1,400 aerodynamics abstracts, 225 queries, graded judgments.
 
@@ -109,20 +132,10 @@ def load_cranfield(path: str | Path) -> RetrievalData:
     queries = {str(position): record.text("W") for position, record in enumerate(query_records, start=1)}
     qrels_path = folder / "cranqrel"
     qrels: dict[str, dict[str, int]] = {}
-    for line_number, line in enumerate(split_lines(read_text(qrels_path, ("utf-8",))), start=1):
-        cells = line.split()
-        if not cells:
-            continue
-        if len(cells) != 3:
-            message = f"expected 3 columns (query, document, code), found {len(cells)}"
-            raise DataFormatError(qrels_path, message, line_number)
-        query = str(parse_int(cells[0], qrels_path, line_number, "the query position"))
-        doc = str(parse_int(cells[1], qrels_path, line_number, "the document id"))
+    rows = _judgements(qrels_path, ("query", "document", "code"), queries, corpus, "cran.all.1400",
+                       lambda query: f"query position {query} is outside 1..{len(queries)}", "position")
+    for line_number, query, doc, cells in rows:
         code = parse_int(cells[2], qrels_path, line_number, "the relevance code")
-        if query not in queries:
-            raise DataFormatError(qrels_path, f"query position {query} is outside 1..{len(queries)}", line_number)
-        if doc not in corpus:
-            raise DataFormatError(qrels_path, f"document {doc} is not in cran.all.1400", line_number)
         if code in CRANFIELD_NOT_RELEVANT:
             continue
         if code not in CRANFIELD_GAINS:
@@ -146,20 +159,10 @@ def load_cisi(path: str | Path) -> RetrievalData:
     }
     rel_path = folder / "CISI.REL"
     qrels: dict[str, dict[str, int]] = {}
-    for line_number, line in enumerate(split_lines(read_text(rel_path, ("utf-8",))), start=1):
-        cells = line.split()
-        if not cells:
-            continue
-        if len(cells) != 4:
-            message = f"expected 4 columns (query, document, 0, 0.000000), found {len(cells)}"
-            raise DataFormatError(rel_path, message, line_number)
-        query = str(parse_int(cells[0], rel_path, line_number, "the query id"))
-        doc = str(parse_int(cells[1], rel_path, line_number, "the document id"))
+    rows = _judgements(rel_path, ("query", "document", "0", "0.000000"), all_queries, corpus, "CISI.ALL",
+                       lambda query: f"query {query} is not in CISI.QRY", "id")
+    for line_number, query, doc, cells in rows:
         parse_float(cells[3], rel_path, line_number, "the score column")
-        if query not in all_queries:
-            raise DataFormatError(rel_path, f"query {query} is not in CISI.QRY", line_number)
-        if doc not in corpus:
-            raise DataFormatError(rel_path, f"document {doc} is not in CISI.ALL", line_number)
         qrels.setdefault(query, {})[doc] = 1
     queries = {query: text for query, text in all_queries.items() if query in qrels}
     return RetrievalData(corpus=corpus, queries=queries, qrels=qrels)

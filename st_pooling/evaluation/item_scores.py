@@ -442,8 +442,7 @@ def clustering_item_scores(run_documents: np.ndarray, run_clusters: np.ndarray,
     run_labels = label_codes[documents]  # (runs, sample size)
 
     def v_measure_over_resample(indices: np.ndarray) -> np.ndarray:
-        draws = np.zeros((indices.shape[0], label_array.size))  # (resamples, documents): times each was drawn
-        np.add.at(draws, (np.arange(indices.shape[0])[:, None], indices), 1.0)
+        draws = draw_counts(indices, label_array.size)  # (resamples, documents): times each was drawn
         per_run = [v_measure_rows(np.broadcast_to(run_labels[r], draws.shape[:1] + run_labels[r].shape),
                                   np.broadcast_to(clusters[r], draws.shape[:1] + clusters[r].shape),
                                   n_labels, n_clusters, weights=draws[:, documents[r]])

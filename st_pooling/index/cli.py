@@ -13,24 +13,31 @@ if TYPE_CHECKING:
 from st_pooling.index.corpus import CORPUS_FORMATS, CorpusFile
 
 
-def resolve_model(name: str, device: str | None = None, *, pooling: str | None = None,
-                  max_seq_length: int | None = None) -> SentenceTransformer:
-    """A SentenceTransformer from a folder, a Hub name, or a packaged short name ('minilm', 'smollm2').
-
-    A saved SentenceTransformer (a folder or Hub model with modules.json, such as the packaged MiniLM) is loaded as
-    it is. Anything else (a plain transformers model such as the packaged SmolLM2) is assembled by
-    ``st_pooling.models.build_model`` with ``pooling`` (default: the base's native pooling), so decoders get their
-    own handling. ``max_seq_length`` truncates longer texts."""
+def resolve_model(name: str | None = None, device: str | None = None, *, base: str | None = None,
+                  pooling: str | None = None, max_seq_length: int | None = None) -> SentenceTransformer:
+    """The model an index embeds with: ``name``, a saved SentenceTransformer (a folder or Hub name with modules.json;
+    'minilm' is the packaged MiniLM) loaded as it is; or ``base``, a plain transformers model (such as the packaged
+    'smollm2') given ``pooling`` (default: the base's native pooling) by ``st_pooling.models.build_model``, so
+    decoders get their own handling. ``max_seq_length`` truncates longer texts."""
     from st_pooling.loading import load_model
     from st_pooling.models import build_model, native_pooling_of, resolve_base
 
-    path = resolve_base(name)
-    if _is_sentence_transformer(path):
+    if (name is None) == (base is None):
+        raise ValueError("give the model as --model (a saved SentenceTransformer) or as --base (a transformers model "
+                         "to pool), not both")
+    if name is not None:
         if pooling:
-            raise ValueError(f"--pooling {pooling}: {name} is a saved SentenceTransformer, loaded with its own pooling; "
-                             "leave out --pooling, or give a plain transformers model to pool")
+            raise ValueError(f"--pooling {pooling}: --model {name} is a saved SentenceTransformer, loaded with its "
+                             "own pooling; leave out --pooling, or give a transformers model to pool as --base")
+        path = resolve_base(name)
+        if not _is_sentence_transformer(path):
+            why = ("its folder has no modules.json" if Path(path).is_dir()
+                   else "no modules.json for it on the Hub or in the local Hub cache")
+            raise ValueError(f"--model {name} is not a saved SentenceTransformer ({why}): give a plain transformers "
+                             f"model as --base {name} [--pooling POOLING]")
         model = load_model(path, device=device)
     else:
+        path = resolve_base(str(base))
         model = build_model(path, pooling or native_pooling_of(path), device=device)
     if max_seq_length:
         model.max_seq_length = max_seq_length
@@ -44,19 +51,19 @@ def _is_sentence_transformer(path: str) -> bool:
 
     try:
         return load_file_path(path, "modules.json") is not None
-    except Exception:  # offline, or not on the Hub: building it will say what is wrong
-        return False
+    except Exception:  # offline, or not on the Hub: loading it will say what is wrong
+        return True
 
 
 def _model_for(args: argparse.Namespace, index: str | None = None) -> SentenceTransformer:
-    """The --model of a command; add and search default --max-seq-length to the one the index was built with."""
+    """The --model (or --base) of a command; add and search default --max-seq-length to the index's."""
     max_seq_length = args.max_seq_length
     if max_seq_length is None and index is not None:
         from st_pooling.index.store import read_live_metadata
 
         metadata = read_live_metadata(index)
         max_seq_length = (metadata or {}).get("model", {}).get("max_seq_length")
-    return resolve_model(args.model, args.device, pooling=args.pooling, max_seq_length=max_seq_length)
+    return resolve_model(args.model, args.device, base=args.base, pooling=args.pooling, max_seq_length=max_seq_length)
 
 
 INDEX_PARAMS = ("M", "ef_construction", "ef_search", "nlist", "nprobe", "pq_m", "refine")
@@ -84,13 +91,13 @@ def _cmd_build(args: argparse.Namespace) -> None:
         report = add_documents(_model_for(args, args.index), corpus, args.index, batch_size=args.batch_size,
                                wait=not args.no_wait, show_progress=progress, document_prompt=args.document_prompt)
     elif args.command_name == "train":
-        report = train_index(_model_for(args), corpus, args.index, model_name=args.model, pq=args.pq,
+        report = train_index(_model_for(args), corpus, args.index, model_name=args.model or args.base, pq=args.pq,
                              index_params=dict(args.param), batch_size=args.batch_size, overwrite=args.overwrite,
                              show_progress=progress, document_prompt=args.document_prompt,
                              query_prompt=args.query_prompt, seed=args.seed, count=args.total_count)
     else:
-        report = build_index(_model_for(args), corpus, args.index, model_name=args.model, index_type=args.type,
-                             pq=args.pq, index_params=dict(args.param), batch_size=args.batch_size,
+        report = build_index(_model_for(args), corpus, args.index, model_name=args.model or args.base,
+                             index_type=args.type, pq=args.pq, index_params=dict(args.param), batch_size=args.batch_size,
                              id_type=args.id_type, overwrite=args.overwrite, wait=not args.no_wait,
                              show_progress=progress, document_prompt=args.document_prompt,
                              query_prompt=args.query_prompt, trained=args.trained, seed=args.seed,
@@ -134,7 +141,7 @@ def _cmd_eval(args: argparse.Namespace) -> None:
                                 index_params=dict(args.param), k=args.k, batch_size=args.batch_size)
     if not args.no_mteb:
         evaluation.mteb = evaluate_with_mteb(model, task, batch_size=args.batch_size)
-    result = {"task": args.task, "model": args.model, **evaluation.to_dict()}
+    result = {"task": args.task, "model": args.model or args.base, **evaluation.to_dict()}
     if args.output:
         Path(args.output).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(result, indent=2))
@@ -168,12 +175,14 @@ def add_index_commands(subparsers: argparse._SubParsersAction) -> argparse.Argum
     commands = index_parser.add_subparsers(dest="index_command", required=True)
 
     def common(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--model", required=True,
-                            help="a saved SentenceTransformer (folder or Hub name; 'minilm' is the packaged MiniLM), "
-                                 "loaded as it is, or a plain transformers model ('smollm2', a folder) pooled with "
-                                 "--pooling")
+        which = parser.add_mutually_exclusive_group(required=True)
+        which.add_argument("--model", default=None,
+                           help="a saved SentenceTransformer, loaded as it is (folder or Hub name with modules.json; "
+                                "'minilm' is the packaged MiniLM)")
+        which.add_argument("--base", default=None,
+                           help="or a plain transformers model to pool ('smollm2', a folder), with --pooling")
         parser.add_argument("--pooling", default=None,
-                            help="pooling for a plain transformers --model (default: its native pooling, mean)")
+                            help="pooling for --base (default: its native pooling, mean)")
         parser.add_argument("--max-seq-length", type=positive_int, default=None,
                             help="truncate longer texts (add and search default to the index's)")
         parser.add_argument("--device", default=None, help="torch device (default: sentence-transformers' choice)")

@@ -34,4 +34,5 @@ class DamagedIndexError(IndexStoreError):
                               "YOUR_CORPUS", "--index", str(self.root), "--overwrite"])
         super().__init__(
             f"the index at {self.root} is damaged: {self.damaged_file} {problem}. Rebuild it with: {command} "
-            "(YOUR_CORPUS: the corpus file it was built from; then `st-pooling index add` the files added since)")
+            "(--base and --pooling instead of --model if it was built from a plain transformers model; YOUR_CORPUS: "
+            "the corpus file it was built from; then `st-pooling index add` the files added since)")

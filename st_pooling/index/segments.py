@@ -132,7 +132,9 @@ class DiskReranker:
     the kernel can drop, not in the process."""
 
     QUERY_CHUNK = 256
-    VECTORS_AT_ONCE = 8192  # exact vectors read per step (12 MB at 384-d): queries are taken in chunks to fit
+    # exact vectors read per step (3 MB at 384-d), queries chunked to fit: with 8192 a mapped 100k-vector search process
+    # peaked at 95 MB, with 2048 at 69 MB, its imports holding 48 MB (benchmarks/bench_index_scale.py, docs/indexing.md)
+    VECTORS_AT_ONCE = 2048
 
     def __init__(self, parts: list[tuple[Any, Any, int]]) -> None:
         self.parts = parts  # (IndexRefineFlat segment, open file, byte offset of its exact vectors)

@@ -286,7 +286,7 @@ def _read_metadata(root: Path, version: Path) -> dict:
             f"the index at {root} was saved by an older st-pooling (documents.jsonl, one faiss file); this version "
             f"stores documents in SQLite and vectors in segments. Convert it in place with: st-pooling index migrate "
             f"--index {root} (or rebuild it with st-pooling index build --model {model_name or 'MODEL'} --corpus "
-            f"YOUR_CORPUS --index {root} --overwrite)")
+            f"YOUR_CORPUS --index {root} --overwrite, or --base and --pooling for a plain transformers model)")
     try:
         spec_from_metadata(metadata)  # refuses a newer format version
         model = metadata["model"]

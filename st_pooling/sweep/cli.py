@@ -8,7 +8,7 @@ import time
 from contextlib import ExitStack
 
 from st_pooling.atomic import owned_output
-from st_pooling.cli_args import add_progress_flag, positive_float, positive_int
+from st_pooling.cli_args import BASE_HELP, add_base_flag, add_progress_flag, positive_float, positive_int
 
 
 def add_sweep_command(subparsers: argparse._SubParsersAction) -> None:
@@ -26,7 +26,7 @@ def add_sweep_command(subparsers: argparse._SubParsersAction) -> None:
                        help="pooling specs, e.g. weighted_sum gem latent_attention:num_latents=4 "
                             "mltp:layers=4+5+6 (each tried with every --lrs)")
     space.add_argument("--lrs", nargs="+", type=positive_float, default=None, metavar="LR", help="learning rates to try")
-    space.add_argument("--model", dest="base", default=None, help="base model (default minilm)")
+    add_base_flag(space, default=None, help=f"{BASE_HELP} (default minilm)")
     space.add_argument("--train", default=None, help="training source (default stsb)")
     space.add_argument("--dev", default=None, help="dev source (default stsb:dev)")
     space.add_argument("--max-train", type=positive_int, default=None, help="seeded subset of the training rows")

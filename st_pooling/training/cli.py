@@ -7,7 +7,7 @@ import json
 import time
 from dataclasses import asdict
 
-from st_pooling.cli_args import add_progress_flag, fraction, positive_float, positive_int
+from st_pooling.cli_args import add_base_flag, add_progress_flag, fraction, positive_float, positive_int
 
 
 def add_train_command(subparsers: argparse._SubParsersAction) -> None:
@@ -23,7 +23,7 @@ def add_train_command(subparsers: argparse._SubParsersAction) -> None:
     what = parser.add_argument_group("what to train")
     what.add_argument("--recipe", default=None, help="a ready design (see --list-recipes); sets model, pooling, "
                       "attention mode and mode")
-    what.add_argument("--model", default="minilm", help="base model: folder, Hub name, or minilm / smollm2")
+    add_base_flag(what)
     what.add_argument("--pooling", default="latent_attention",
                       help="pooling spec, e.g. gem, weighted_sum:exclude_first_token=true, mltp:layer_summary=mean")
     what.add_argument("--mode", choices=["head", "full", "lora"], default=None,
@@ -91,8 +91,8 @@ def run_train(args: argparse.Namespace) -> int:
         fast_path = recipe.config(mode=mode).fast_path if args.fast_path is None else args.fast_path
     else:
         spec = PoolingSpec.parse(args.pooling)
-        options = with_native_start(args.model, spec.pooling, spec.options) if args.native_start else dict(spec.options)
-        model = build_model(args.model, spec.pooling, max_seq_length=args.max_seq_length,
+        options = with_native_start(args.base, spec.pooling, spec.options) if args.native_start else dict(spec.options)
+        model = build_model(args.base, spec.pooling, max_seq_length=args.max_seq_length,
                             attention_mode=args.attention_mode, **dict(options))
         mode = args.mode or "head"
         fast_path = bool(args.fast_path)

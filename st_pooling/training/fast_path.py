@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import math
+from abc import ABC, abstractmethod
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -73,7 +74,33 @@ def pooling_position(model: SentenceTransformer) -> int:
     raise ValueError("the model has no st-pooling pooling module; build it with st_pooling.build_model")
 
 
-class CachedHeadEmbedder:
+class Embedder(ABC):
+    """How a head-training step embeds its texts: :class:`CachedHeadEmbedder` (the head on cached features) or
+    :class:`LiveEmbedder` (the whole model). ``head`` is the pooling head being trained."""
+
+    head: PoolingModule
+
+    @abstractmethod
+    def __call__(self, texts: Sequence[str]) -> Tensor:
+        """(batch, dim) embeddings, with gradients when they are enabled."""
+
+    @abstractmethod
+    def base_parameters(self) -> list[nn.Parameter]:
+        """The base's parameters a step trains (none when its output is cached)."""
+
+    @abstractmethod
+    def train(self) -> None:
+        """Training mode for what a step trains."""
+
+    @abstractmethod
+    def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """Embeddings in eval mode, without gradients."""
+
+    def head_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.head.parameters() if p.requires_grad]
+
+
+class CachedHeadEmbedder(Embedder):
     """Embeds texts from a :class:`FeatureCache` with ``model``'s head and the modules after it (Normalize).
 
     With several ``ranks`` every rank is called with the same texts, embeds its share and returns all of them
@@ -103,9 +130,6 @@ class CachedHeadEmbedder:
             features = module(features)
         return features["sentence_embedding"]
 
-    def head_parameters(self) -> list[nn.Parameter]:
-        return [p for p in self.head.parameters() if p.requires_grad]
-
     def base_parameters(self) -> list[nn.Parameter]:
         """None: the base's output is cached, a step cannot change it."""
         return []
@@ -124,7 +148,7 @@ class CachedHeadEmbedder:
         return np.concatenate(parts) if parts else np.empty((0, self.head.get_embedding_dimension()), np.float32)
 
 
-class LiveEmbedder:
+class LiveEmbedder(Embedder):
     """Embeds texts with the whole ``model``, the base's forward pass included, with gradients when they are enabled:
     the embedder of a training step that adapts the base as well as the head (LoRA adapters in ``search`` and
     ``tune``). One process; the same interface as :class:`CachedHeadEmbedder`."""
@@ -138,9 +162,6 @@ class LiveEmbedder:
         features = self.model.preprocess(list(texts))
         features = {k: v.to(self.device) if isinstance(v, Tensor) else v for k, v in features.items()}
         return self.model(features)["sentence_embedding"]  # (batch, dim)
-
-    def head_parameters(self) -> list[nn.Parameter]:
-        return [p for p in self.head.parameters() if p.requires_grad]
 
     def base_parameters(self) -> list[nn.Parameter]:
         """The base's parameters that require a gradient (its LoRA adapters)."""
@@ -160,10 +181,6 @@ class LiveEmbedder:
                                      show_progress_bar=False).astype(np.float32)
         finally:
             self.model.train(was_training)
-
-
-Embedder = CachedHeadEmbedder | LiveEmbedder
-"""How a head-training step embeds its texts: the head on cached features, or the whole model live."""
 
 
 def _columns(data: TrainingData) -> list[list[str]]:

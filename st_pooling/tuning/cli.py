@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import shlex
 
+from st_pooling.cli_args import add_base_flag
+
 
 def _weight(text: str) -> tuple[str, float]:
     name, sep, value = text.partition("=")
@@ -32,7 +34,7 @@ def add_tune_command(subparsers: argparse._SubParsersAction) -> None:
                     "(else keeps the native pooling and saves nothing); tests the kept head against the native "
                     "pooling on the local test tasks. Writes model/, test/, tune_report.md and tune.json to "
                     "--output. See docs/tuning.md.")
-    parser.add_argument("--model", default="minilm", help="base model: folder, Hub name, minilm or smollm2")
+    add_base_flag(parser)
     parser.add_argument("--output", default="runs/tune", help="output folder (default: runs/tune)")
     parser.add_argument("--overwrite", action="store_true", help="write into a non-empty folder anyway")
     parser.add_argument("--native", default=None, metavar="POOLING",
@@ -77,7 +79,7 @@ def run_tune_command(args: argparse.Namespace) -> int:
     from st_pooling.tuning.tune import run_tune
 
     eval_every = args.eval_every or min(DEFAULT_EVAL_EVERY, max(1, args.steps // 4))
-    result = run_tune(args.model, args.output, heads=args.heads, lrs=args.lrs, steps=args.steps,
+    result = run_tune(args.base, args.output, heads=args.heads, lrs=args.lrs, steps=args.steps,
                       eval_every=eval_every, batch_size=args.batch_size, max_seq_length=args.max_seq_length,
                       max_train=args.max_train or None, max_dev=args.max_dev or None,
                       max_items=args.max_items or None, ir_distractors=args.ir_distractors,
