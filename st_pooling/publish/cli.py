@@ -39,7 +39,7 @@ def add_export_command(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from st_pooling.evaluation.export import export_results
+    from st_pooling.publish.export import export_results
 
     fields = {"license": args.license, "languages": args.languages, "adapted_from": args.adapted_from,
               "reference": args.reference,
