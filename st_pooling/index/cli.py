@@ -23,8 +23,8 @@ def resolve_model(name: str | None = None, device: str | None = None, *, base: s
     from st_pooling.models import build_model, native_pooling_of, resolve_base
 
     if (name is None) == (base is None):
-        raise ValueError("give the model as --model (a saved SentenceTransformer) or as --base (a transformers model "
-                         "to pool), not both")
+        raise ValueError("give the model once: as --model (a saved SentenceTransformer) or as --base (a transformers "
+                         "model to pool)")
     if name is not None:
         if pooling:
             raise ValueError(f"--pooling {pooling}: --model {name} is a saved SentenceTransformer, loaded with its "
