@@ -24,15 +24,20 @@ class IndexStoreError(RuntimeError):
     """An index folder is missing, incomplete, or not an st-pooling index."""
 
 
+def rebuild_command(root: str | Path, model_name: str | None) -> str:
+    """The command that rebuilds the index at ``root`` from its corpus, with how to adapt it."""
+    command = shlex.join(["st-pooling", "index", "build", "--model", model_name or "MODEL", "--corpus", "YOUR_CORPUS",
+                          "--index", str(root), "--overwrite"])
+    return (f"{command} (--base and --pooling instead of --model if it was built from a plain transformers model; "
+            "YOUR_CORPUS: the corpus file it was built from)")
+
+
 class DamagedIndexError(IndexStoreError):
     """A file of a saved index is missing, truncated or corrupt; the message says how to rebuild the index."""
 
     def __init__(self, root: str | Path, damaged_file: str | Path, problem: str, model_name: str | None = None) -> None:
         self.root = Path(root)
         self.damaged_file = Path(damaged_file)
-        command = shlex.join(["st-pooling", "index", "build", "--model", model_name or "MODEL", "--corpus",
-                              "YOUR_CORPUS", "--index", str(self.root), "--overwrite"])
         super().__init__(
-            f"the index at {self.root} is damaged: {self.damaged_file} {problem}. Rebuild it with: {command} "
-            "(--base and --pooling instead of --model if it was built from a plain transformers model; YOUR_CORPUS: "
-            "the corpus file it was built from; then `st-pooling index add` the files added since)")
+            f"the index at {self.root} is damaged: {self.damaged_file} {problem}. Rebuild it with: "
+            f"{rebuild_command(self.root, model_name)}; then `st-pooling index add` the files added since")

@@ -39,7 +39,7 @@ import faiss
 
 from st_pooling.atomic import LockBusyError, exclusive_lock
 from st_pooling.index.documents import DOCUMENTS_DB, DocumentReader
-from st_pooling.index.errors import DamagedIndexError, IndexStoreError
+from st_pooling.index.errors import DamagedIndexError, IndexStoreError, rebuild_command
 from st_pooling.index.metadata import FORMAT_NAME, FORMAT_VERSION, spec_from_metadata
 from st_pooling.index.segments import TRAINED_FILE, combine, read_index_file
 
@@ -285,8 +285,7 @@ def _read_metadata(root: Path, version: Path) -> dict:
         raise IndexStoreError(
             f"the index at {root} was saved by an older st-pooling (documents.jsonl, one faiss file); this version "
             f"stores documents in SQLite and vectors in segments. Convert it in place with: st-pooling index migrate "
-            f"--index {root} (or rebuild it with st-pooling index build --model {model_name or 'MODEL'} --corpus "
-            f"YOUR_CORPUS --index {root} --overwrite, or --base and --pooling for a plain transformers model)")
+            f"--index {root} (or rebuild it with: {rebuild_command(root, model_name)})")
     try:
         spec_from_metadata(metadata)  # refuses a newer format version
         model = metadata["model"]
